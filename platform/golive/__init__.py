@@ -1,0 +1,7 @@
+"""The golive Django project: settings, URLs, ASGI and Celery wiring, checks."""
+
+from __future__ import annotations
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

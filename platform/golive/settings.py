@@ -1,0 +1,233 @@
+"""golive settings: environment variables only, with defaults that need no services.
+
+With nothing set, golive runs embedded: SQLite and the local media directory under the
+checkout, an in-memory channel layer, tasks run in-process. Setting DATABASE_URL, REDIS_URL,
+S3_BUCKET (and friends) moves each part to its cluster service. The README lists every
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", True)
+# Unset with DEBUG off is a configuration error, reported by check golive.E001 at start.
+SECRET_KEY = env("SECRET_KEY") or "golive-insecure-development-key-never-use-in-production"
+SECRET_KEY_IS_DEFAULT = not env("SECRET_KEY")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*" if DEBUG else "localhost,127.0.0.1")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# Where the embedded mode keeps its database and generated secrets; ignored by git.
+DATA_DIR = Path(env("GOLIVE_DATA_DIR", str(BASE_DIR / "var")))
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "golive",
+    "streams",
+    "quotas",
+    "api",
+    "watch",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "golive.urls"
+ASGI_APPLICATION = "golive.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'golive.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web server read while the ingest writes; IMMEDIATE takes the write
+        # lock up front so concurrent writers wait instead of failing with "locked".
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, channel layer, Celery ------------------------------------------------------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL") or REDIS_URL
+# No broker: the embedded mode runs task bodies in-process (same functions, no queue).
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+
+# --- Media and the segment store -------------------------------------------------------
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+S3_BUCKET = env("S3_BUCKET")
+S3_PUBLIC_BASE_URL = env("S3_PUBLIC_BASE_URL")
+SEGMENT_STORE_OPTIONS: dict[str, object]
+if S3_BUCKET:
+    SEGMENT_STORE_OPTIONS = {
+        "bucket_name": S3_BUCKET,
+        "endpoint_url": env("S3_ENDPOINT_URL") or None,
+        "access_key": env("S3_ACCESS_KEY_ID") or None,
+        "secret_key": env("S3_SECRET_ACCESS_KEY") or None,
+        "region_name": env("S3_REGION") or None,
+        "addressing_style": env("S3_ADDRESSING_STYLE", "path"),
+        # Segments are public media: plain URLs a CDN can cache, not signed ones.
+        "querystring_auth": False,
+        "file_overwrite": True,
+        "default_acl": None,
+    }
+    if S3_PUBLIC_BASE_URL:
+        # django-storages builds public URLs as https://<custom_domain>/<key>.
+        SEGMENT_STORE_OPTIONS["custom_domain"] = S3_PUBLIC_BASE_URL.split("://", 1)[-1]
+        SEGMENT_STORE_OPTIONS["url_protocol"] = S3_PUBLIC_BASE_URL.split("://", 1)[0] + ":"
+    STORAGES = {
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": SEGMENT_STORE_OPTIONS},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+else:
+    SEGMENT_STORE_OPTIONS = {}
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+# --- golive ----------------------------------------------------------------------------
+# What streamers and viewers are told to use; the defaults match `manage.py up`.
+GOLIVE_PUBLIC_URL = env("GOLIVE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+GOLIVE_RTMP_URL = env("GOLIVE_RTMP_URL", "rtmp://127.0.0.1:1935/live").rstrip("/")
+GOLIVE_NODE_NAME = env("GOLIVE_NODE_NAME") or socket.gethostname()
+GOLIVE_OPS_GROUP = "ops"
+# Quota defaults for a new installation; ops change the row at run time, not this.
+GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
+GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
+GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
+
+# --- Auth, API -------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "golive API",
+    "DESCRIPTION": "Streamer channels and keys, live sessions, and the ops quota.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    # Stream keys must never reach a log line, whoever formats it: every handler redacts.
+    "filters": {"redact_stream_keys": {"()": "golive.redaction.StreamKeyRedactionFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_stream_keys"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"daphne": {"level": "WARNING"}, "django.db.backends": {"level": "INFO"}},
+}

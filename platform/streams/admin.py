@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from . import actions
+from .models import Channel, LiveSession, Streamer, StreamKey
+
+
+class LiveFilter(admin.SimpleListFilter):
+    title = "live now"
+    parameter_name = "live"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Live"), ("no", "Offline")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(is_live_now=True)
+        if self.value() == "no":
+            return queryset.filter(is_live_now=False)
+        return queryset
+
+
+@admin.register(Streamer)
+class StreamerAdmin(admin.ModelAdmin):
+    list_display = ["display_name", "user", "channel", "created_at"]
+    search_fields = ["display_name", "user__username", "user__email", "channel__slug"]
+    list_select_related = ["user", "channel"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "owner", "category", "is_partner", "is_banned", "live_now"]
+    list_filter = ["is_partner", "is_banned", LiveFilter, "category"]
+    search_fields = ["slug", "title", "owner__display_name", "owner__user__username"]
+    list_select_related = ["owner"]
+    readonly_fields = ["created_at"]
+    actions = ["rotate_key", "ban", "unban"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Channel]:
+        live = LiveSession.objects.filter(channel=OuterRef("pk"), ended_at__isnull=True)
+        return super().get_queryset(request).annotate(is_live_now=Exists(live))
+
+    @admin.display(boolean=True, description="live", ordering="is_live_now")
+    def live_now(self, channel: Channel) -> bool:
+        return bool(getattr(channel, "is_live_now", False))
+
+    @admin.action(description="Rotate the stream key (shows the new key once)")
+    def rotate_key(self, request: HttpRequest, queryset: QuerySet[Channel]) -> HttpResponse:
+        # The new keys are rendered into this one response, never put in messages (which
+        # may live in a cookie) or anywhere else that outlives the page.
+        issued = [(channel, actions.rotate_stream_key(channel)) for channel in queryset]
+        response = TemplateResponse(
+            request,
+            "admin/streams/rotated_keys.html",
+            {**self.admin_site.each_context(request), "title": "New stream keys", "issued": issued},
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Ban (refuses their next publish)")
+    def ban(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            actions.set_banned(channel, True, reason=f"banned by {request.user}")
+        messages.success(request, f"Banned {queryset.count()} channel(s).")
+
+    @admin.action(description="Unban")
+    def unban(self, request: HttpRequest, queryset: QuerySet[Channel]) -> None:
+        for channel in queryset:
+            actions.set_banned(channel, False)
+        messages.success(request, f"Unbanned {queryset.count()} channel(s).")
+
+
+@admin.register(StreamKey)
+class StreamKeyAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "channel", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "channel__slug"]
+    list_select_related = ["channel"]
+    # The digest is useless to an admin and the secret is gone: nothing here is editable.
+    fields = ["channel", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: StreamKey | None = None) -> bool:
+        return False
+
+
+@admin.register(LiveSession)
+class LiveSessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "channel", "started_at", "ended_at", "end_reason", "ingest_node",
+        "video_codec", "resolution", "frame_rate", "bytes_in", "peak_viewers",
+    ]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason", "ingest_node"]
+    search_fields = ["channel__slug", "ingest_node"]
+    list_select_related = ["channel"]
+    date_hierarchy = "started_at"
+    readonly_fields = [field.name for field in LiveSession._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,123 @@
+"""Streamers, their channels and stream keys, and live sessions.
+
+Rows change only through `streams.actions`; admin, API, commands and the ingest
+gatekeeper call those functions.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Streamer(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="streamer"
+    )
+    display_name = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+
+class Channel(models.Model):
+    """What viewers watch. The slug is the public stream name; the key never is."""
+
+    owner = models.OneToOneField(Streamer, on_delete=models.CASCADE, related_name="channel")
+    slug = models.SlugField(max_length=40, unique=True)
+    title = models.CharField(max_length=140, blank=True)
+    category = models.CharField(max_length=64, blank=True)
+    is_partner = models.BooleanField(
+        "partner", default=False, help_text="Partner channels may use reserved capacity."
+    )
+    is_banned = models.BooleanField("banned", default=False)
+    ban_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StreamKey(models.Model):
+    """A channel's publishing secret, stored as a digest (see `streams.keys`)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="keys")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel"],
+                condition=Q(revoked_at__isnull=True),
+                name="one_active_key_per_channel",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"gl_{self.prefix}_…"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class LiveSession(models.Model):
+    """One broadcast: from an admitted publish to its end, whatever ended it."""
+
+    class EndReason(models.TextChoices):
+        PUBLISHER_STOPPED = "publisher_stopped", "publisher stopped"
+        CONNECTION_LOST = "connection_lost", "connection lost"
+        NO_MEDIA = "no_media", "no media received"
+        PROTOCOL_ERROR = "protocol_error", "protocol error"
+        SERVER_SHUTDOWN = "server_shutdown", "server shutdown"
+        INGEST_LOST = "ingest_lost", "ingest lost"
+        FORCE_STOPPED = "force_stopped", "force stopped"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="sessions")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    end_reason = models.CharField(max_length=32, choices=EndReason.choices, blank=True)
+    ingest_node = models.CharField(max_length=128, blank=True)
+    bytes_in = models.BigIntegerField(default=0)
+    video_codec = models.CharField(max_length=64, blank=True)
+    audio_codec = models.CharField(max_length=64, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    frame_rate = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
+    peak_viewers = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # The database itself refuses a second live session on a channel.
+            models.UniqueConstraint(
+                fields=["channel"],
+                condition=Q(ended_at__isnull=True),
+                name="one_live_session_per_channel",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel.slug} @ {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.width}x{self.height}" if self.width and self.height else ""

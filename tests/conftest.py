@@ -1,0 +1,129 @@
+"""Shared fixtures: the personas every test may use, and the report of what is real.
+
+Personas (healthchecks-style): alice streams, bob is a partner streamer, charlie only
+watches, ada is an admin, olga is ops. Other objects are built inline in each test.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("GOLIVE_REQUIRE_SERVICES") == "1"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    engine = database["ENGINE"].rsplit(".", 1)[-1]
+    where = f"{database.get('HOST') or 'local'}:{database.get('PORT') or '-'}"
+    lines = [f"golive database: {engine} at {where} (test database test_{database['NAME']})"
+             if engine == "postgresql" else f"golive database: {engine} (file-less test DB)"]
+    lines.append(f"golive redis: {settings.REDIS_URL or 'not configured (in-memory)'}")
+    if REQUIRE_SERVICES and engine != "postgresql":
+        raise pytest.UsageError("GOLIVE_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL")
+    return lines
+
+
+_database_server: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _note_database_server(django_db_setup: Any, django_db_blocker: Any) -> None:
+    """Asks the server for its own version, so the log shows what the suite really used."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("select version()")
+        else:
+            cursor.execute("select 'SQLite ' || sqlite_version()")
+        _database_server.append(cursor.fetchone()[0])
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _database_server:
+        terminalreporter.write_line(f"golive suite ran on: {_database_server[0]}")
+
+
+@dataclass
+class StreamerPersona:
+    user: Any
+    streamer: Any
+    channel: Any
+    key: str
+
+
+def make_streamer(username: str, *, partner: bool = False) -> StreamerPersona:
+    from streams.actions import create_streamer
+
+    streamer, key = create_streamer(username, partner=partner, password=f"{username}-pw-1234")
+    return StreamerPersona(streamer.user, streamer, streamer.channel, key)
+
+
+@pytest.fixture
+def alice(db: None) -> StreamerPersona:
+    return make_streamer("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> StreamerPersona:
+    return make_streamer("bob", partner=True)
+
+
+@pytest.fixture
+def charlie(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user("charlie", password="charlie-pw-1234")
+
+
+@pytest.fixture
+def ada(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("ada", password="ada-pw-1234")
+
+
+@pytest.fixture
+def olga(django_user_model: Any) -> Any:
+    from django.conf import settings
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("olga", password="olga-pw-1234", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name=settings.GOLIVE_OPS_GROUP)[0])
+    return user
+
+
+@pytest.fixture
+def api() -> Any:
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    # Real hashing costs ~0.6 s a user on this machine; tests check behaviour, not PBKDF2.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    """moto in server mode: a real S3-compatible HTTP endpoint that boto3 talks to."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()

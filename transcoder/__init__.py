@@ -1,0 +1,1 @@
+"""The transcoder: the quality ladder and the PyAV decode/scale/encode pipeline."""
