@@ -16,6 +16,8 @@ REQUIRE_SERVICES = os.environ.get("GOLIVE_REQUIRE_SERVICES") == "1"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not config.pluginmanager.hasplugin("django"):
+        return []
     from django.conf import settings
 
     database = settings.DATABASES["default"]
@@ -33,10 +35,14 @@ _database_server: list[str] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _note_database_server(django_db_setup: Any, django_db_blocker: Any) -> None:
+def _note_database_server(request: pytest.FixtureRequest) -> None:
     """Asks the server for its own version, so the log shows what the suite really used."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
     from django.db import connection
 
+    request.getfixturevalue("django_db_setup")
+    django_db_blocker = request.getfixturevalue("django_db_blocker")
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("select version()")
@@ -103,6 +109,8 @@ def api() -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("django"):
+        return  # -p no:django: the pure protocol tests run without Django
     from django.conf import settings
 
     # Real hashing costs ~0.6 s a user on this machine; tests check behaviour, not PBKDF2.
@@ -127,3 +135,7 @@ def s3_server() -> Any:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+# The ingest harness (an IngestServer on its own loop thread) serves every test folder.
+from tests.ingest.harness import loop_thread, start_ingest  # noqa: E402, F401

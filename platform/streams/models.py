@@ -99,6 +99,18 @@ class LiveSession(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     frame_rate = models.DecimalField(max_digits=7, decimal_places=3, null=True, blank=True)
     peak_viewers = models.PositiveIntegerField(default=0)
+    transcoded = models.BooleanField(
+        default=False, help_text="Given the quality ladder (else source only)."
+    )
+    video_frames = models.BigIntegerField(default=0)
+    audio_frames = models.BigIntegerField(default=0)
+    media_duration_ms = models.BigIntegerField(
+        default=0, help_text="Media time received, first to last video frame."
+    )
+    # The ingest's latest stream-health snapshot: bitrate, frame rate, keyframe interval,
+    # lag behind the wall clock, timestamp regressions.
+    health = models.JSONField(default=dict, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

@@ -59,7 +59,7 @@ class Command(BaseCommand):
         self.print_banner(demo)
         if options["no_serve"]:
             return
-        self.serve(http_host, http_port)
+        self.serve(http_host, http_port, rtmp_host, rtmp_port)
 
     def print_banner(self, demo: Any) -> None:
         public = settings.GOLIVE_PUBLIC_URL
@@ -77,13 +77,30 @@ class Command(BaseCommand):
         )
         self.stdout.flush()
 
-    def serve(self, host: str, port: int) -> None:
+    def serve(self, host: str, port: int, rtmp_host: str, rtmp_port: int) -> None:
         # daphne.server installs Twisted's asyncio reactor on import: import it first.
         from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
+        from daphne.server import Server, twisted_loop
+        from twisted.internet import defer, reactor
 
         from golive.asgi import application
+        from streams.broadcasts import end_orphaned_sessions
+        from streams.ingest_runtime import build_ingest_server
 
+        # One event loop for everything: the web server's (Twisted on asyncio) also runs
+        # the RTMP ingest. It binds before serving, so a taken port fails loudly here.
+        end_orphaned_sessions(settings.GOLIVE_NODE_NAME)
+        ingest = build_ingest_server()
+        try:
+            twisted_loop.run_until_complete(ingest.start(rtmp_host, rtmp_port))
+        except OSError as error:
+            raise CommandError(
+                f"cannot listen for RTMP on {rtmp_host}:{rtmp_port}: {error}"
+            ) from None
+        reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
+            "before", "shutdown",
+            lambda: defer.Deferred.fromFuture(twisted_loop.create_task(ingest.stop())),
+        )
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),

@@ -1,0 +1,654 @@
+"""One publisher's RTMP connection: handshake, commands as OBS sends them, media out.
+
+The protocol work is done by `ingest.protocol` (pure, over bytes); this layer owns the
+socket, the deadlines, the parse budget, the gatekeeper calls and the hand-off to the
+media sink. Whatever happens, a connection ends by closing its own socket and, if it was
+admitted, releasing its grant exactly once: nothing here can touch another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from enum import Enum, auto
+from typing import NoReturn
+
+from ingest.codecs import CodecConfigError, parse_audio_config, parse_video_config
+from ingest.gatekeeper import (
+    EndReason,
+    Gatekeeper,
+    Grant,
+    PublishRequest,
+    Refusal,
+    RefusalCode,
+    StreamDescription,
+)
+from ingest.health import HealthMeter
+from ingest.protocol import (
+    UNDEFINED,
+    Acknowledgement,
+    AckTracker,
+    AmfValue,
+    AudioCodec,
+    AudioPacketType,
+    ChunkLimits,
+    ChunkReader,
+    ChunkWriter,
+    ControlMessage,
+    LimitType,
+    Message,
+    ProtocolError,
+    SetChunkSize,
+    SetPeerBandwidth,
+    UserControl,
+    UserControlEvent,
+    VideoCodec,
+    VideoPacketType,
+    WindowAckSize,
+    decode_command,
+    decode_control,
+    decode_data,
+    encode_command,
+    encode_control,
+    parse_audio,
+    parse_video,
+)
+from ingest.protocol.handshake import ServerHandshake
+from ingest.sink import MediaPacket, MediaSink, SinkFactory, TrackKind
+from ingest.throttle import FailedKeyThrottle
+
+log = logging.getLogger(__name__)
+
+# Message types (RTMP spec 5.4, 7.1).
+AUDIO, VIDEO, DATA_AMF3, COMMAND_AMF3, DATA_AMF0, COMMAND_AMF0, AGGREGATE = 8, 9, 15, 17, 18, 20, 22
+CONTROL_TYPES = frozenset({1, 2, 3, 4, 5, 6})
+SHARED_OBJECT_TYPES = frozenset({16, 19})
+COMMAND_CSID = 3
+MEDIA_STREAM_ID = 1
+# What the server asks of the peer: acknowledge every 2.5 MB, our chunks are 4 KiB.
+SERVER_WINDOW = 2_500_000
+SERVER_CHUNK_SIZE = 4096
+# Video FourCCs this server takes, advertised in connect's _result (Enhanced RTMP).
+FOURCC_LIST = ["av01", "vp09", "hvc1", "avc1"]
+_VIDEO_FOURCC = {
+    VideoCodec.AVC: "avc1",
+    VideoCodec.HEVC: "hvc1",
+    VideoCodec.AV1: "av01",
+    VideoCodec.VP9: "vp09",
+}
+_AUDIO_FOURCC = {AudioCodec.AAC: "mp4a", AudioCodec.OPUS: "Opus"}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """Per-connection limits. Times in seconds, sizes in bytes."""
+
+    handshake_timeout: float = 5.0
+    publish_timeout: float = 10.0  # from the end of the handshake to an admitted publish
+    media_timeout: float = 10.0  # longest silence from an admitted publisher
+    write_timeout: float = 10.0
+    read_size: int = 64 * 1024
+    chunk: ChunkLimits = field(default_factory=ChunkLimits)
+    # Parse budget: a sustained chunk rate above this (chunks a second, averaged over
+    # ~2 s) closes the connection. OBS at 4 KiB chunks and 20 Mb/s sends ~700 a second.
+    max_chunks_per_second: int = 40_000
+    max_commands_before_publish: int = 64
+    max_streams_per_connection: int = 8
+    failed_key_delay: float = 1.0  # the most a failed key is held before its answer
+
+
+class _Phase(Enum):
+    CONNECTING = auto()
+    CONNECTED = auto()
+    PUBLISHING = auto()
+
+
+class _Stop(Exception):
+    """Ends the connection with a reason; raised from deep inside message handling."""
+
+    def __init__(self, reason: EndReason, why: str) -> None:
+        super().__init__(why)
+        self.reason = reason
+
+
+class RtmpConnection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer_ip: str,
+        node: str,
+        gatekeeper: Gatekeeper,
+        sink_factory: SinkFactory,
+        throttle: FailedKeyThrottle,
+        limits: ConnectionLimits,
+        allowed_apps: frozenset[str],
+        heartbeat_interval: float,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer_ip = peer_ip
+        self._node = node
+        self._gatekeeper = gatekeeper
+        self._sink_factory = sink_factory
+        self._throttle = throttle
+        self._limits = limits
+        self._allowed_apps = allowed_apps
+        self._heartbeat_interval = heartbeat_interval
+        self._loop = asyncio.get_running_loop()
+        self._chunks = ChunkReader(limits.chunk)
+        self._out = ChunkWriter()
+        self._ack = AckTracker(SERVER_WINDOW)
+        self._phase = _Phase.CONNECTING
+        self._publish_deadline = 0.0
+        self._app = ""
+        self._amf3_client = False
+        self._streams_created = 0
+        self._commands_seen = 0
+        self.grant: Grant | None = None
+        self._sink: MediaSink | None = None
+        self._health = HealthMeter()
+        self._description = StreamDescription()
+        self._last_media = 0.0
+        self._stop_reason: EndReason | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._budget_start = 0.0
+        self._budget_chunks = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        reason = EndReason.CONNECTION_LOST
+        try:
+            await self._handshake()
+            await self._serve()
+        except _Stop as stop:
+            reason = stop.reason
+            log.info("%s: %s", self._label(), stop)
+        except ProtocolError as error:
+            reason = EndReason.PROTOCOL_ERROR
+            log.info("%s: protocol error: %s", self._label(), error)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            reason = EndReason.CONNECTION_LOST
+        except asyncio.CancelledError:
+            reason = self._stop_reason or EndReason.SERVER_SHUTDOWN
+            raise
+        finally:
+            await self._finish(self._stop_reason or reason)
+
+    def stop(self, reason: EndReason) -> None:
+        """Ends the connection from outside (shutdown, force stop). Idempotent."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._writer.transport.abort()
+
+    async def _finish(self, reason: EndReason) -> None:
+        self._writer.transport.abort()
+        await self._end_publish(reason)
+
+    async def _end_publish(self, reason: EndReason) -> None:
+        """Ends the current publish (if any): sink, then the platform. The socket stays."""
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            self._heartbeat_task = None
+        grant, self.grant = self.grant, None
+        if grant is None:
+            return
+        self._phase = _Phase.CONNECTED
+        if self._sink is not None:
+            try:
+                self._sink.end(reason)
+            except Exception:
+                log.exception("%s: media sink failed at end", self._label())
+        health = self._health.snapshot(self._loop.time())
+        description = self._described()
+        # Shielded: the release must reach the platform even when we are being cancelled.
+        release = asyncio.ensure_future(
+            self._gatekeeper.release(grant, reason, description, health)
+        )
+        try:
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            await asyncio.wait([release], timeout=10)
+            raise
+        except Exception:
+            log.exception("%s: releasing the session failed", self._label())
+        log.info(
+            "rtmp %s [%s]: publish ended (%s) after %d video frames, %d bytes",
+            self.peer_ip,
+            grant.channel,
+            reason,
+            health.video_frames,
+            health.bytes_in,
+        )
+        self._sink = None
+        self._health = HealthMeter()
+        self._description = StreamDescription()
+
+    def _label(self) -> str:
+        channel = self.grant.channel if self.grant else "-"
+        return f"rtmp {self.peer_ip} [{channel}]"
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def _read(self, deadline: float, expired: _Stop) -> bytes:
+        timeout = deadline - self._loop.time()
+        if timeout <= 0:
+            raise expired
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self._reader.read(self._limits.read_size)
+        except TimeoutError:
+            raise expired from None
+        if not data:
+            raise _Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection")
+        return data
+
+    async def _handshake(self) -> None:
+        handshake = ServerHandshake(timestamp=0)
+        deadline = self._loop.time() + self._limits.handshake_timeout
+        expired = _Stop(EndReason.PROTOCOL_ERROR, "handshake not completed in time")
+        while not handshake.done:
+            reply = handshake.feed(await self._read(deadline, expired))
+            if reply:
+                self._writer.write(reply)
+                await self._drain()
+        self._pending = handshake.leftover
+
+    async def _serve(self) -> None:
+        self._publish_deadline = self._loop.time() + self._limits.publish_timeout
+        no_publish = _Stop(EndReason.PROTOCOL_ERROR, "no publish within the time allowed")
+        no_media = _Stop(EndReason.NO_MEDIA, "no media received in time")
+        self._budget_start = self._loop.time()
+        data = self._pending
+        while True:
+            if data:
+                for message in self._chunks.feed(data):
+                    await self._handle(message)
+                # After handling, so a window size that arrived in this read applies to it.
+                self._account(len(data))
+                if self._stop_reason is not None:
+                    raise _Stop(self._stop_reason, "stopped")
+                # Let other connections run even if this peer's bytes never stop coming.
+                await asyncio.sleep(0)
+            if self._phase is _Phase.PUBLISHING:
+                data = await self._read(self._last_media + self._limits.media_timeout, no_media)
+            else:
+                data = await self._read(self._publish_deadline, no_publish)
+
+    def _account(self, size: int) -> None:
+        now = self._loop.time()
+        if self._phase is _Phase.PUBLISHING:
+            self._health.add_bytes(size, now)
+        due = self._ack.update(self._chunks.bytes_received)
+        if due is not None:
+            self._send_control(Acknowledgement(due))
+        elapsed = now - self._budget_start
+        if elapsed >= 2.0:
+            rate = (self._chunks.chunks_parsed - self._budget_chunks) / elapsed
+            if rate > self._limits.max_chunks_per_second:
+                raise _Stop(
+                    EndReason.PROTOCOL_ERROR, f"parse budget exceeded ({rate:.0f} chunks/s)"
+                )
+            self._budget_start, self._budget_chunks = now, self._chunks.chunks_parsed
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def _handle(self, message: Message) -> None:
+        type_id = message.type_id
+        if type_id in (VIDEO, AUDIO):
+            self._media(message)
+        elif type_id in (COMMAND_AMF0, COMMAND_AMF3):
+            await self._command(message)
+        elif type_id in (DATA_AMF0, DATA_AMF3):
+            self._data(message)
+        elif type_id in CONTROL_TYPES:
+            self._control(message)
+        elif type_id == AGGREGATE:
+            for part in _split_aggregate(message):
+                if part.type_id in (AUDIO, VIDEO, DATA_AMF0):
+                    await self._handle(part)
+        elif type_id in SHARED_OBJECT_TYPES:
+            pass  # shared objects are a Flash Media Server feature; nobody publishes with them
+        else:
+            log.debug("%s: skipping message type %d", self._label(), type_id)
+
+    def _control(self, message: Message) -> None:
+        control = decode_control(message.type_id, message.payload)
+        if isinstance(control, WindowAckSize):
+            # The publisher says how often it wants acknowledgements.
+            self._ack.set_window(control.size)
+        elif isinstance(control, UserControl) and control.event == UserControlEvent.PING_REQUEST:
+            self._send_control(UserControl(UserControlEvent.PING_RESPONSE, control.value))
+
+    async def _command(self, message: Message) -> None:
+        command = decode_command(message.payload, amf3=message.type_id == COMMAND_AMF3)
+        if self._phase is not _Phase.PUBLISHING:
+            self._commands_seen += 1
+            if self._commands_seen > self._limits.max_commands_before_publish:
+                raise _Stop(EndReason.PROTOCOL_ERROR, "too many commands before publishing")
+        name, txn = command.name, command.transaction_id
+        if name == "connect":
+            await self._connect(txn, command.command_object)
+            return
+        if self._phase is _Phase.CONNECTING:
+            raise _Stop(EndReason.PROTOCOL_ERROR, f"{name!r} before connect")
+        if name == "createStream":
+            self._streams_created += 1
+            if self._streams_created > self._limits.max_streams_per_connection:
+                raise _Stop(EndReason.PROTOCOL_ERROR, "too many createStream calls")
+            await self._send_command("_result", txn, None, float(MEDIA_STREAM_ID))
+        elif name in ("releaseStream", "FCPublish"):
+            # Answered so clients that track their calls (ffmpeg) see them complete; the
+            # key they carry is not looked at until publish.
+            await self._send_command("_result", txn, None, UNDEFINED)
+        elif name == "publish":
+            await self._publish(txn, message.stream_id or MEDIA_STREAM_ID, command.args)
+        elif name in ("FCUnpublish", "deleteStream", "closeStream"):
+            if self._phase is _Phase.PUBLISHING:
+                # The publish ends now; the connection stays until the client closes it
+                # (GStreamer sends deleteStream after FCUnpublish and fails if we hang up).
+                await self._end_publish(EndReason.PUBLISHER_STOPPED)
+                await self._on_status(
+                    message.stream_id or MEDIA_STREAM_ID, "status",
+                    "NetStream.Unpublish.Success", "Stream ended.",
+                )
+                self._publish_deadline = self._loop.time() + self._limits.publish_timeout
+        elif name == "play":
+            await self._on_status(
+                message.stream_id or MEDIA_STREAM_ID,
+                "error",
+                "NetStream.Play.Failed",
+                "golive does not play over RTMP: watch in the browser.",
+            )
+            raise _Stop(EndReason.PROTOCOL_ERROR, "play requested")
+        elif name == "_checkbw":
+            await self._send_command("_result", txn, None, UNDEFINED)
+        # Anything else (getStreamLength, custom calls) is ignored, as other servers do.
+
+    async def _connect(self, txn: float, properties: AmfValue) -> None:
+        if self._phase is not _Phase.CONNECTING:
+            raise _Stop(EndReason.PROTOCOL_ERROR, "connect sent twice")
+        if not isinstance(properties, dict):
+            raise _Stop(EndReason.PROTOCOL_ERROR, "connect without a command object")
+        app = properties.get("app")
+        app = app.split("?", 1)[0].strip("/") if isinstance(app, str) else ""
+        encoding = properties.get("objectEncoding")
+        self._amf3_client = encoding == 3.0
+        if app not in self._allowed_apps:
+            await self._send_command(
+                "_error",
+                txn,
+                None,
+                _status(
+                    "error",
+                    "NetConnection.Connect.Rejected",
+                    f"Unknown application {app[:64]!r}: publish to rtmp://<host>/live",
+                ),
+            )
+            raise _Stop(EndReason.PROTOCOL_ERROR, "unknown application")
+        self._app = app
+        self._send_control(WindowAckSize(SERVER_WINDOW))
+        self._send_control(SetPeerBandwidth(SERVER_WINDOW, LimitType.DYNAMIC))
+        self._send_control(SetChunkSize(SERVER_CHUNK_SIZE))
+        self._out.set_chunk_size(SERVER_CHUNK_SIZE)
+        await self._send_command(
+            "_result",
+            txn,
+            {
+                "fmsVer": "FMS/3,5,7,7009",
+                "capabilities": 31.0,
+                "mode": 1.0,
+                "fourCcList": list(FOURCC_LIST),
+            },
+            {
+                **_status("status", "NetConnection.Connect.Success", "Connection succeeded."),
+                "objectEncoding": 3.0 if self._amf3_client else 0.0,
+            },
+        )
+        self._phase = _Phase.CONNECTED
+
+    async def _publish(self, txn: float, stream_id: int, args: tuple[AmfValue, ...]) -> None:
+        if self._phase is _Phase.PUBLISHING:
+            raise _Stop(EndReason.PROTOCOL_ERROR, "publish sent twice")
+        key = args[0] if args and isinstance(args[0], str) else ""
+        key = key.split("?", 1)[0]
+        blocked_for = self._throttle.blocked_for(self.peer_ip)
+        if blocked_for:
+            await self._refuse(
+                stream_id,
+                Refusal(
+                    RefusalCode.REJECTED,
+                    "throttled",
+                    f"Too many wrong stream keys from your address: try again in {blocked_for} s.",
+                    retry_after=blocked_for,
+                ),
+            )
+        outcome = await self._gatekeeper.admit(
+            PublishRequest(app=self._app, key=key, peer_ip=self.peer_ip, node=self._node)
+        )
+        del key
+        if isinstance(outcome, Refusal):
+            if outcome.counts_as_failed_key:
+                delay = self._throttle.record_failure(self.peer_ip)
+                # Each wrong guess costs the guesser time, up to the limit.
+                await asyncio.sleep(min(delay, self._limits.failed_key_delay))
+            await self._refuse(stream_id, outcome)
+        self.grant = outcome
+        self._sink = self._sink_factory(outcome)
+        self._last_media = self._loop.time()
+        self._phase = _Phase.PUBLISHING
+        self._send_control(UserControl(UserControlEvent.STREAM_BEGIN, stream_id))
+        await self._on_status(
+            stream_id,
+            "status",
+            "NetStream.Publish.Start",
+            f"{outcome.channel} is now live.",
+        )
+        await self._send_command(
+            "onFCPublish", 0.0, None, _status("status", "NetStream.Publish.Start", outcome.channel)
+        )
+        self._heartbeat_task = asyncio.ensure_future(self._heartbeats(outcome))
+        log.info("%s: publishing (session %d)", self._label(), outcome.session_id)
+
+    async def _refuse(self, stream_id: int, refusal: Refusal) -> NoReturn:
+        await self._on_status(stream_id, "error", refusal.code.value, refusal.description)
+        raise _Stop(EndReason.PROTOCOL_ERROR, f"publish refused: {refusal.reason}")
+
+    def _data(self, message: Message) -> None:
+        values, _error = decode_data(message.payload, amf3=message.type_id == DATA_AMF3)
+        # @setDataFrame("onMetaData", {...}) from encoders, or onMetaData alone.
+        if values and values[0] == "@setDataFrame":
+            values = values[1:]
+        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
+            metadata = values[1]
+            self._description = _merge_metadata(self._description, metadata)
+            if self._sink is not None:
+                self._sink.metadata(dict(metadata))
+
+    def _media(self, message: Message) -> None:
+        if self._phase is not _Phase.PUBLISHING or self._sink is None:
+            return  # media before an admitted publish is dropped, never buffered
+        now = self._loop.time()
+        self._last_media = now
+        received_at = time.time()
+        if message.type_id == VIDEO:
+            tag = parse_video(message.payload)
+            if tag.codec is None or tag.tracks:
+                return  # command frames; multitrack is recognised but only track 0 is used
+            if tag.packet_type is VideoPacketType.SEQUENCE_START:
+                self._video_config(tag.codec, tag.data)
+                self._sink.media(
+                    MediaPacket(
+                        TrackKind.VIDEO,
+                        tag.codec.value,
+                        message.timestamp,
+                        tag.data,
+                        sequence_header=True,
+                        received_at=received_at,
+                    )
+                )
+            elif tag.packet_type in (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X):
+                keyframe = tag.is_keyframe
+                self._health.video(message.timestamp, keyframe, now)
+                self._sink.media(
+                    MediaPacket(
+                        TrackKind.VIDEO,
+                        tag.codec.value,
+                        message.timestamp,
+                        tag.data,
+                        keyframe=keyframe,
+                        composition_offset=tag.composition_time,
+                        received_at=received_at,
+                    )
+                )
+        else:
+            audio = parse_audio(message.payload)
+            if audio.packet_type is AudioPacketType.SEQUENCE_START:
+                self._audio_config(audio.codec, audio.data)
+                sequence_header = True
+            elif audio.packet_type is AudioPacketType.CODED_FRAMES:
+                self._health.audio()
+                sequence_header = False
+            else:
+                return
+            self._sink.media(
+                MediaPacket(
+                    TrackKind.AUDIO,
+                    audio.codec.value,
+                    message.timestamp,
+                    audio.data,
+                    sequence_header=sequence_header,
+                    received_at=received_at,
+                )
+            )
+
+    def _video_config(self, codec: VideoCodec, data: bytes | memoryview) -> None:
+        fourcc = _VIDEO_FOURCC.get(codec)
+        if fourcc is None:
+            self._description = _replace(self._description, video_codec=codec.value)
+            return
+        try:
+            config = parse_video_config(fourcc, data)
+        except CodecConfigError as error:
+            log.info("%s: unreadable %s sequence header: %s", self._label(), fourcc, error)
+            self._description = _replace(self._description, video_codec=fourcc)
+            return
+        self._description = _replace(
+            self._description,
+            video_codec=config.codec_string,
+            width=config.width or self._description.width,
+            height=config.height or self._description.height,
+            frame_rate=float(config.frame_rate)
+            if config.frame_rate
+            else self._description.frame_rate,
+        )
+
+    def _audio_config(self, codec: AudioCodec, data: bytes | memoryview) -> None:
+        fourcc = _AUDIO_FOURCC.get(codec)
+        try:
+            codec_string = parse_audio_config(fourcc, data).codec_string if fourcc else codec.value
+        except CodecConfigError:
+            codec_string = codec.value
+        self._description = _replace(self._description, audio_codec=codec_string)
+
+    def _described(self) -> StreamDescription:
+        measured = self._health.measured_frame_rate()
+        if measured is None:
+            return self._description
+        return _replace(self._description, frame_rate=measured)
+
+    async def _heartbeats(self, grant: Grant) -> None:
+        # The first beat comes soon, so the session row shows codec and resolution early.
+        await asyncio.sleep(min(1.0, self._heartbeat_interval))
+        while True:
+            try:
+                keep = await self._gatekeeper.heartbeat(
+                    grant, self._described(), self._health.snapshot(self._loop.time())
+                )
+            except Exception:
+                log.exception("%s: heartbeat failed", self._label())
+                keep = True
+            if not keep:
+                self.stop(EndReason.FORCE_STOPPED)
+                return
+            await asyncio.sleep(self._heartbeat_interval)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _send_control(self, control: ControlMessage) -> None:
+        self._writer.write(self._out.encode(encode_control(control)))
+
+    async def _send_command(self, name: str, txn: float, obj: AmfValue, *args: AmfValue) -> None:
+        payload = encode_command(name, txn, obj, *args)
+        self._writer.write(self._out.encode(Message(COMMAND_CSID, COMMAND_AMF0, 0, 0, payload)))
+        await self._drain()
+
+    async def _on_status(self, stream_id: int, level: str, code: str, description: str) -> None:
+        payload = encode_command("onStatus", 0.0, None, _status(level, code, description))
+        self._writer.write(self._out.encode(Message(5, COMMAND_AMF0, stream_id, 0, payload)))
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            async with asyncio.timeout(self._limits.write_timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            raise _Stop(EndReason.CONNECTION_LOST, "peer stopped reading") from None
+
+
+def _status(level: str, code: str, description: str) -> dict[str, AmfValue]:
+    return {"level": level, "code": code, "description": description}
+
+
+def _replace(description: StreamDescription, **changes: object) -> StreamDescription:
+    return replace(description, **changes)  # type: ignore[arg-type]
+
+
+def _number(value: AmfValue) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _merge_metadata(
+    description: StreamDescription, metadata: dict[str, AmfValue]
+) -> StreamDescription:
+    """Fills what the sequence headers did not say from onMetaData (which may lie)."""
+    width, height, rate = (_number(metadata.get(k)) for k in ("width", "height", "framerate"))
+    return _replace(
+        description,
+        width=description.width or (int(width) if width and 0 < width < 65536 else None),
+        height=description.height or (int(height) if height and 0 < height < 65536 else None),
+        frame_rate=description.frame_rate or (rate if rate and 0 < rate < 1000 else None),
+    )
+
+
+def _split_aggregate(message: Message) -> list[Message]:
+    """The FLV tags inside an aggregate message, with timestamps rebased on its own."""
+    payload = message.payload
+    parts: list[Message] = []
+    offset, first_ts = 0, None
+    while offset + 11 <= len(payload):
+        tag_type = payload[offset]
+        size = int.from_bytes(payload[offset + 1 : offset + 4], "big")
+        ts = int.from_bytes(payload[offset + 4 : offset + 7], "big") | (payload[offset + 7] << 24)
+        end = offset + 11 + size
+        if end + 4 > len(payload):
+            raise ProtocolError("aggregate message: a tag runs past the end")
+        if first_ts is None:
+            first_ts = ts
+        parts.append(
+            Message(
+                message.csid,
+                tag_type,
+                message.stream_id,
+                message.timestamp + ts - first_ts,
+                payload[offset + 11 : end],
+            )
+        )
+        offset = end + 4
+    return parts

@@ -1,0 +1,117 @@
+"""Sans-IO RTMP: handshake, chunk stream, control messages, AMF0/AMF3, FLV tag bodies.
+
+Pure functions and small state machines over bytes: no sockets, no clocks, no asyncio.
+The connection layer owns I/O, deadlines and policies.
+"""
+
+from ingest.protocol.amf0 import (
+    Command,
+    decode_command,
+    decode_data,
+    decode_values,
+    decode_values_lenient,
+    encode_command,
+    encode_data,
+    encode_values,
+)
+from ingest.protocol.amf3 import (
+    UNDEFINED,
+    UNSUPPORTED,
+    AmfLimits,
+    AmfValue,
+    EcmaArray,
+    TypedObject,
+    XmlDocument,
+    decode_amf3,
+    encode_amf3,
+)
+from ingest.protocol.chunk import ChunkLimits, ChunkReader, ChunkWriter, Message
+from ingest.protocol.control import (
+    Abort,
+    Acknowledgement,
+    AckTracker,
+    ControlMessage,
+    LimitType,
+    SetChunkSize,
+    SetPeerBandwidth,
+    UserControl,
+    UserControlEvent,
+    WindowAckSize,
+    decode_control,
+    encode_control,
+)
+from ingest.protocol.errors import (
+    LimitExceeded,
+    ProtocolError,
+    TruncatedInput,
+    UnsupportedFeature,
+)
+from ingest.protocol.flv import (
+    AudioCodec,
+    AudioPacketType,
+    AudioTag,
+    VideoCodec,
+    VideoFrameType,
+    VideoPacketType,
+    VideoTag,
+    encode_audio,
+    encode_video,
+    parse_audio,
+    parse_video,
+)
+from ingest.protocol.handshake import ClientHandshake, ServerHandshake
+from ingest.protocol.timeline import Timeline
+
+__all__ = [
+    "UNDEFINED",
+    "UNSUPPORTED",
+    "Abort",
+    "AckTracker",
+    "Acknowledgement",
+    "AmfLimits",
+    "AmfValue",
+    "AudioCodec",
+    "AudioPacketType",
+    "AudioTag",
+    "ChunkLimits",
+    "ChunkReader",
+    "ChunkWriter",
+    "ClientHandshake",
+    "Command",
+    "ControlMessage",
+    "EcmaArray",
+    "LimitExceeded",
+    "LimitType",
+    "Message",
+    "ProtocolError",
+    "ServerHandshake",
+    "SetChunkSize",
+    "SetPeerBandwidth",
+    "Timeline",
+    "TruncatedInput",
+    "TypedObject",
+    "UnsupportedFeature",
+    "UserControl",
+    "UserControlEvent",
+    "VideoCodec",
+    "VideoFrameType",
+    "VideoPacketType",
+    "VideoTag",
+    "WindowAckSize",
+    "XmlDocument",
+    "decode_amf3",
+    "decode_command",
+    "decode_control",
+    "decode_data",
+    "decode_values",
+    "decode_values_lenient",
+    "encode_amf3",
+    "encode_audio",
+    "encode_command",
+    "encode_control",
+    "encode_data",
+    "encode_values",
+    "encode_video",
+    "parse_audio",
+    "parse_video",
+]

@@ -1,0 +1,128 @@
+"""The RTMP ingest server: accepts publishers, enforces connection caps, drains on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from ingest.connection import ConnectionLimits, RtmpConnection
+from ingest.gatekeeper import EndReason, Gatekeeper
+from ingest.sink import NullSink, SinkFactory
+from ingest.throttle import ConnectionCounter, FailedKeyThrottle, ThrottlePolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    node: str = field(default_factory=socket.gethostname)
+    allowed_apps: frozenset[str] = frozenset({"live"})
+    max_connections: int = 2000
+    max_connections_per_ip: int = 20
+    heartbeat_interval: float = 5.0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+
+
+def _null_sink(grant: object) -> NullSink:
+    return NullSink()
+
+
+class IngestServer:
+    def __init__(
+        self,
+        gatekeeper: Gatekeeper,
+        sink_factory: SinkFactory = _null_sink,
+        config: IngestConfig | None = None,
+    ) -> None:
+        self.config = config or IngestConfig()
+        self._gatekeeper = gatekeeper
+        self._sink_factory = sink_factory
+        self._throttle = FailedKeyThrottle(self.config.throttle)
+        self._counter = ConnectionCounter(
+            self.config.max_connections, self.config.max_connections_per_ip
+        )
+        self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.Task[None], RtmpConnection] = {}
+        self.refused_connections = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None, "not started"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    @property
+    def connections(self) -> list[RtmpConnection]:
+        return list(self._connections.values())
+
+    async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
+        self._server = await asyncio.start_server(
+            self._accept,
+            host,
+            port,
+            reuse_address=True,
+            limit=self.config.limits.read_size,
+            backlog=1024,
+        )
+        log.info("RTMP ingest listening on %s:%d", *self.address)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = peer[0] if peer else "?"
+        refusal = self._counter.try_open(ip)
+        if refusal is not None:
+            self.refused_connections += 1
+            log.warning("refusing RTMP connection from %s: %s", ip, refusal)
+            writer.transport.abort()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = RtmpConnection(
+            reader,
+            writer,
+            peer_ip=ip,
+            node=self.config.node,
+            gatekeeper=self._gatekeeper,
+            sink_factory=self._sink_factory,
+            throttle=self._throttle,
+            limits=self.config.limits,
+            allowed_apps=self.config.allowed_apps,
+            heartbeat_interval=self.config.heartbeat_interval,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = connection
+        try:
+            await connection.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            # A bug in one connection must never take the server down with it.
+            log.exception("RTMP connection from %s failed", ip)
+        finally:
+            self._connections.pop(task, None)
+            self._counter.close(ip)
+
+    def stop_channel(self, channel: str, reason: EndReason = EndReason.FORCE_STOPPED) -> bool:
+        for connection in self._connections.values():
+            if connection.grant is not None and connection.grant.channel == channel:
+                connection.stop(reason)
+                return True
+        return False
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stops accepting, ends every publish with "server shutdown", waits for releases."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections.values()):
+            connection.stop(EndReason.SERVER_SHUTDOWN)
+        tasks = list(self._connections)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("RTMP ingest stopped")

@@ -1,0 +1,111 @@
+"""Where admitted media goes: one explicit interface, so the packager plugs in here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from ingest.gatekeeper import EndReason, Grant
+
+
+class TrackKind(StrEnum):
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPacket:
+    """One audio or video frame (or sequence header) as the publisher sent it.
+
+    ``timestamp`` is the decode time in milliseconds on the publish's 64-bit timeline;
+    ``composition_offset`` (ms) gives the presentation time. ``codec`` is the FLV codec
+    name (``avc``, ``hevc``, ``av1``, ``vp9``, ``aac``, ``opus`` …). ``data`` is the codec
+    payload without the FLV tag header: a configuration record for a sequence header,
+    length-prefixed NAL units or OBUs otherwise. It is a view of the message's bytes, not a
+    copy: keep it only as long as needed, or copy it. ``received_at`` is the wall clock
+    (Unix seconds) when the ingest read it, for program-date-time.
+    """
+
+    kind: TrackKind
+    codec: str
+    timestamp: int
+    data: bytes | memoryview = field(repr=False)
+    keyframe: bool = False
+    sequence_header: bool = False
+    composition_offset: int = 0
+    received_at: float = 0.0
+
+
+class MediaSink(Protocol):
+    """Receives one publish. Methods are called from the ingest's event loop and must
+    not block: hand heavy work to a thread or another process."""
+
+    def metadata(self, values: dict[str, object]) -> None: ...
+
+    def media(self, packet: MediaPacket) -> None: ...
+
+    def end(self, reason: EndReason) -> None: ...
+
+
+class SinkFactory(Protocol):
+    def __call__(self, grant: Grant) -> MediaSink: ...
+
+
+class NullSink:
+    """Drops everything: the ingest runs with it until a packager is configured."""
+
+    def metadata(self, values: dict[str, object]) -> None:
+        pass
+
+    def media(self, packet: MediaPacket) -> None:
+        pass
+
+    def end(self, reason: EndReason) -> None:
+        pass
+
+
+@dataclass
+class RecordingSink:
+    """Keeps a summary of what it was given (tests, and the ingest benchmark)."""
+
+    grant: Grant
+    video_frames: int = 0
+    audio_frames: int = 0
+    keyframes: int = 0
+    sequence_headers: list[MediaPacket] = field(default_factory=list)
+    first_timestamp: int | None = None
+    last_timestamp: int | None = None
+    metadata_values: list[dict[str, object]] = field(default_factory=list)
+    ended: EndReason | None = None
+    keep_packets: bool = False
+    packets: list[MediaPacket] = field(default_factory=list)
+
+    def metadata(self, values: dict[str, object]) -> None:
+        self.metadata_values.append(values)
+
+    def media(self, packet: MediaPacket) -> None:
+        if packet.sequence_header:
+            self.sequence_headers.append(
+                MediaPacket(
+                    packet.kind,
+                    packet.codec,
+                    packet.timestamp,
+                    bytes(packet.data),
+                    sequence_header=True,
+                )
+            )
+            return
+        if packet.kind is TrackKind.VIDEO:
+            self.video_frames += 1
+            self.keyframes += packet.keyframe
+            if self.first_timestamp is None:
+                self.first_timestamp = packet.timestamp
+            self.last_timestamp = packet.timestamp
+        else:
+            self.audio_frames += 1
+        if self.keep_packets:
+            self.packets.append(packet)
+
+    def end(self, reason: EndReason) -> None:
+        self.ended = reason
