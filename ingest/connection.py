@@ -42,6 +42,7 @@ from ingest.protocol import (
     ProtocolError,
     SetChunkSize,
     SetPeerBandwidth,
+    UnsupportedFeature,
     UserControl,
     UserControlEvent,
     VideoCodec,
@@ -157,6 +158,7 @@ class RtmpConnection:
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._budget_start = 0.0
         self._budget_chunks = 0
+        self._skipped = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -353,8 +355,10 @@ class RtmpConnection:
                 # (GStreamer sends deleteStream after FCUnpublish and fails if we hang up).
                 await self._end_publish(EndReason.PUBLISHER_STOPPED)
                 await self._on_status(
-                    message.stream_id or MEDIA_STREAM_ID, "status",
-                    "NetStream.Unpublish.Success", "Stream ended.",
+                    message.stream_id or MEDIA_STREAM_ID,
+                    "status",
+                    "NetStream.Unpublish.Success",
+                    "Stream ended.",
                 )
                 self._publish_deadline = self._loop.time() + self._limits.publish_timeout
         elif name == "play":
@@ -476,9 +480,14 @@ class RtmpConnection:
         self._last_media = now
         received_at = time.time()
         if message.type_id == VIDEO:
-            tag = parse_video(message.payload)
-            if tag.codec is None or tag.tracks:
-                return  # command frames; multitrack is recognised but only track 0 is used
+            try:
+                tag = parse_video(message.payload)
+            except UnsupportedFeature:
+                self._skipped += 1  # a codec or packet type we do not take: skip, stay up
+                return
+            if tag.codec is None:
+                return  # command frames carry no media
+            # A multitrack tag carries its first track at the top level: that one is used.
             if tag.packet_type is VideoPacketType.SEQUENCE_START:
                 self._video_config(tag.codec, tag.data)
                 self._sink.media(
@@ -506,7 +515,11 @@ class RtmpConnection:
                     )
                 )
         else:
-            audio = parse_audio(message.payload)
+            try:
+                audio = parse_audio(message.payload)
+            except UnsupportedFeature:
+                self._skipped += 1
+                return
             if audio.packet_type is AudioPacketType.SEQUENCE_START:
                 self._audio_config(audio.codec, audio.data)
                 sequence_header = True
@@ -580,16 +593,22 @@ class RtmpConnection:
     # -- writing --------------------------------------------------------------------------
 
     def _send_control(self, control: ControlMessage) -> None:
+        if self._writer.is_closing():
+            return  # the peer is gone; writing on would only fill asyncio's warning log
         self._writer.write(self._out.encode(encode_control(control)))
 
     async def _send_command(self, name: str, txn: float, obj: AmfValue, *args: AmfValue) -> None:
         payload = encode_command(name, txn, obj, *args)
-        self._writer.write(self._out.encode(Message(COMMAND_CSID, COMMAND_AMF0, 0, 0, payload)))
-        await self._drain()
+        await self._write(Message(COMMAND_CSID, COMMAND_AMF0, 0, 0, payload))
 
     async def _on_status(self, stream_id: int, level: str, code: str, description: str) -> None:
         payload = encode_command("onStatus", 0.0, None, _status(level, code, description))
-        self._writer.write(self._out.encode(Message(5, COMMAND_AMF0, stream_id, 0, payload)))
+        await self._write(Message(5, COMMAND_AMF0, stream_id, 0, payload))
+
+    async def _write(self, message: Message) -> None:
+        if self._writer.is_closing():
+            raise _Stop(EndReason.CONNECTION_LOST, "peer went away")
+        self._writer.write(self._out.encode(message))
         await self._drain()
 
     async def _drain(self) -> None:
