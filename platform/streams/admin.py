@@ -98,7 +98,7 @@ class StreamKeyAdmin(admin.ModelAdmin):
 class LiveSessionAdmin(admin.ModelAdmin):
     list_display = [
         "channel", "started_at", "ended_at", "end_reason", "ingest_node",
-        "video_codec", "resolution", "frame_rate", "bytes_in", "peak_viewers",
+        "video_codec", "resolution", "frame_rate", "bitrate", "video_frames", "peak_viewers",
     ]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason", "ingest_node"]
     search_fields = ["channel__slug", "ingest_node"]
@@ -108,3 +108,8 @@ class LiveSessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="bitrate")
+    def bitrate(self, session: LiveSession) -> str:
+        kbps = (session.health or {}).get("bitrate_kbps")
+        return f"{kbps:.0f} kb/s" if isinstance(kbps, int | float) else "—"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
+from tests.ingest.clients import ffmpeg_publish
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -107,9 +109,15 @@ def test_up_serves_the_platform_and_the_printed_admin_login_works_twice(tmp_path
             wrong = log_in(banner["admin"], banner["user"], banner["password"] + "x")
             assert "Site administration" not in wrong.text
             assert requests.get(banner["watch"], timeout=10).status_code == 200
+            # The printed RTMP URL and key take a real publish, recorded as a session.
+            published = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30)
+            assert published.returncode == 0, published.stderr
             printed.append((banner["key"], banner["password"]))
         finally:
             stop(process)
     # The second run reuses the demo accounts: same key, same password, nothing rotated.
     assert printed[0] == printed[1]
     assert (tmp_path / "var" / "demo.json").stat().st_mode & 0o077 == 0
+    with sqlite3.connect(tmp_path / "var" / "golive.sqlite3") as db:
+        rows = db.execute("select end_reason, video_frames from streams_livesession").fetchall()
+    assert rows == [("publisher_stopped", 30), ("publisher_stopped", 30)]
