@@ -17,7 +17,7 @@ from streams import actions
 from streams.gatekeeper import PlatformGatekeeper
 from streams.models import LiveSession
 from tests.conftest import make_streamer
-from tests.ingest.clients import RawPublisher, ffmpeg_publish
+from tests.ingest.clients import RawPublisher, ffmpeg_publish, gstreamer_publish, pyav_publish
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +54,36 @@ def test_a_30_second_720p30_publish_is_recorded_exactly(ingest) -> None:
     assert session.ingest_node == "test-node"
     assert session.bytes_in > 1_000_000
     assert session.health["keyframe_interval_ms"] == 2000
+
+
+@pytest.mark.parametrize(
+    ("client", "codec_prefix", "size"),
+    [
+        ("gstreamer", "avc1.", (640, 360)),
+        ("pyav-hevc", "hvc1.", (854, 480)),
+        ("pyav-av1", "av01.", (854, 480)),
+    ],
+)
+def test_other_real_clients_are_recorded_exactly(ingest, client, codec_prefix, size) -> None:
+    erin = make_streamer("erin")
+    if client == "gstreamer":
+        result = gstreamer_publish(ingest.url(erin.key), frames=150)
+        assert result.returncode == 0, result.stderr + result.stdout
+        frames = 150
+    else:
+        # FFmpeg's RTMP client writes HEVC and AV1 as Enhanced RTMP (FourCC headers).
+        encoder = {"pyav-hevc": "libx265", "pyav-av1": "libsvtav1"}[client]
+        frames = 90
+        pyav_publish(ingest.url(erin.key), encoder, frames=frames, width=854, height=480)
+    session = LiveSession.objects.get(channel=erin.channel)
+    assert session.end_reason == "publisher_stopped"
+    assert session.video_frames == frames
+    assert abs(session.media_duration_ms - frames * 1000 / 30) <= 500
+    assert session.video_codec.startswith(codec_prefix)
+    assert (session.width, session.height) == size
+    assert float(session.frame_rate) == 30.0
+    sink = ingest.sink_for("erin")  # and every frame went on to the media sink
+    assert sink.video_frames == frames
 
 
 def refused(result) -> str:

@@ -1,0 +1,28 @@
+"""`python -m tests.bench NAME [options]`: runs one benchmark by name.
+
+A benchmark is a module of this package with `main(argv) -> int`; add it to BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "ingest": ("tests.bench.bench_ingest", "CPU per stream: golive's RTMP ingest vs nginx-rtmp"),
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHMARKS:
+        print("usage: python -m tests.bench NAME [options]   (NAME --help for its options)")
+        for name, (_module, summary) in BENCHMARKS.items():
+            print(f"  {name:<10} {summary}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module_name, _summary = BENCHMARKS[argv[0]]
+    module = importlib.import_module(module_name)
+    return int(module.main(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

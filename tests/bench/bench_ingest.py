@@ -1,0 +1,547 @@
+"""CPU per stream of golive's RTMP ingest, and of nginx-rtmp on the same streams.
+
+    python -m tests.bench ingest [--streams 1,10,50] [--seconds 20] [--warmup 8] [--no-nginx]
+
+For each stream count, each server runs as a process of its own and N ffmpeg publishers
+replay the same pre-encoded 720p30 ~3 Mb/s file in real time (`-re -stream_loop -1
+-c copy`). After the warm-up, the server's CPU time (utime+stime from /proc/<pid>/stat:
+all threads, live descendants and reaped children) is read over a fixed window.
+nginx-rtmp runs twice: live only, which is what golive's ingest does, and with HLS output,
+which is how the reference figure in shared/PROTOCOL-NOTES.md was measured.
+
+It prints numbers and asserts nothing about them: the machine and whatever else runs on
+it decide timings. Every process it starts and its temporary directory are removed at the
+end, on Ctrl-C and on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import functools
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from tests.bench.sample import Sample, encode_sample
+
+ROOT = Path(__file__).resolve().parents[2]
+NGINX_PACKAGES = ("nginx", "libnginx-mod-rtmp")
+# Publishers run this much longer than warm-up + window, so one that has exited by the
+# end of the window stopped early, and the window never sees streams ending.
+TAIL_SECONDS = 3.0
+FRAME_TOLERANCE = 0.03
+MAX_LAG_MS = 1000
+AIM_RATIO = 2.0  # the issue's aim: golive at most twice nginx-rtmp (live only)
+REFERENCE_NGINX_HLS = 0.34  # % of one core per 3 Mb/s stream, shared/PROTOCOL-NOTES.md
+
+GOLIVE, NGINX_LIVE, NGINX_HLS = "golive", "nginx live", "nginx hls"
+
+
+@dataclass(frozen=True, slots=True)
+class Nginx:
+    binary: str
+    module: str  # ngx_rtmp_module.so, loaded by absolute path
+
+
+@dataclass
+class Measurement:
+    server: str
+    streams: int
+    cpu_seconds: float
+    window: float  # wall seconds the CPU time was read over
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def percent_per_stream(self) -> float:
+        return self.cpu_seconds / self.window / self.streams * 100
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if this benchmark dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Processes:
+    """Starts children in sessions of their own (so a terminal's Ctrl-C reaches only the
+    benchmark, which then stops them in order) and stops every one still running at close."""
+
+    def __init__(self) -> None:
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        self._children = [child for child in self._children if child.poll() is None]
+        process = subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_die_with_parent, **options
+        )
+        self._children.append(process)
+        return process
+
+    def close(self) -> None:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits
+        try:
+            running = [child for child in self._children if child.poll() is None]
+            for child in running:
+                _signal_group(child, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            for child in running:
+                try:
+                    child.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(child, signal.SIGKILL)
+                    child.wait()
+            self._children = []
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def __enter__(self) -> Processes:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` with all its threads, its live
+    descendants and the children it has reaped. Resolution: one clock tick (1/100 s)."""
+    tree: dict[int, tuple[int, int]] = {}  # pid -> (ppid, ticks)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # exited while we looked
+        # Fields after the command name, which may itself hold spaces and parentheses:
+        # [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime: proc(5) fields 4, 14-17.
+        fields = text[text.rindex(")") + 2 :].split()
+        tree[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
+    wanted, grown = {pid}, True
+    while grown:
+        grown = False
+        for child, (parent, _ticks) in tree.items():
+            if parent in wanted and child not in wanted:
+                wanted.add(child)
+                grown = True
+    return sum(tree[p][1] for p in wanted if p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _read_line(stream: IO[bytes], timeout: float) -> bytes:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else b""
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    stop: Callable[[], dict[str, Any]]  # ends the server; golive returns its counts
+
+
+def start_golive(processes: Processes, workdir: Path) -> RunningServer:
+    log = workdir / "golive.log"
+    with log.open("wb") as stderr:
+        process = processes.start(
+            [sys.executable, "-m", "tests.bench.ingest_process", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    assert process.stdout is not None
+    line = _read_line(process.stdout, timeout=30)
+    if not line:
+        raise RuntimeError(f"golive's ingest did not start: {_tail(log)}")
+    port = int(json.loads(line)["port"])
+
+    def stop() -> dict[str, Any]:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        lines = out.decode().strip().splitlines()
+        if process.returncode != 0 or not lines:
+            raise RuntimeError(f"golive's ingest failed at stop: {_tail(log)}")
+        return dict(json.loads(lines[-1]))
+
+    return RunningServer(GOLIVE, process, port, workdir, stop)
+
+
+def nginx_conf(nginx: Nginx, workdir: Path, port: int, hls: bool) -> str:
+    hls_lines = (
+        f"            hls on;\n            hls_path {workdir / 'hls'};\n"
+        "            hls_fragment 2s;\n"
+        if hls
+        else ""
+    )
+    return (
+        f"load_module {nginx.module};\n"
+        # One process, in the foreground: the benchmark measures exactly that pid.
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+        f"pid {workdir / 'nginx.pid'};\nerror_log {workdir / 'error.log'} warn;\n"
+        "events { worker_connections 1024; }\n"
+        "rtmp {\n    server {\n"
+        f"        listen 127.0.0.1:{port};\n        chunk_size 4096;\n"
+        "        application live {\n            live on;\n            record off;\n"
+        f"{hls_lines}"
+        "        }\n    }\n}\n"
+    )
+
+
+def start_nginx(processes: Processes, nginx: Nginx, workdir: Path, hls: bool) -> RunningServer:
+    port = free_port()
+    (workdir / "hls").mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(nginx_conf(nginx, workdir, port, hls))
+    log = workdir / "nginx.stderr"
+    with log.open("wb") as stderr:
+        process = processes.start(
+            # -e: the error log before the configuration is read (else /var/log/nginx).
+            [nginx.binary, "-p", f"{workdir}/", "-c", str(conf), "-e", str(workdir / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    if not _wait_listening(port, process, timeout=10):
+        errors = _tail(log) + _tail(workdir / "error.log")
+        raise RuntimeError(f"nginx-rtmp did not start: {errors}")
+
+    def stop() -> dict[str, Any]:
+        _signal_group(process, signal.SIGTERM)
+        process.wait(timeout=30)
+        return {}
+
+    return RunningServer(NGINX_HLS if hls else NGINX_LIVE, process, port, workdir, stop)
+
+
+def _tail(path: Path, size: int = 1500) -> str:
+    try:
+        return path.read_bytes()[-size:].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# -- nginx-rtmp installation ------------------------------------------------------------
+
+
+def find_nginx() -> Nginx | None:
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    binary = shutil.which("nginx", path=search)
+    module = _find_rtmp_module()
+    return Nginx(binary, module) if binary and module else None
+
+
+def _find_rtmp_module() -> str | None:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        listing = subprocess.run(
+            ["dpkg", "-L", "libnginx-mod-rtmp"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for path in listing:
+            if path.endswith("/ngx_rtmp_module.so"):
+                return path
+    for directory in ("/usr/lib/nginx/modules", "/usr/lib64/nginx/modules"):
+        path = Path(directory, "ngx_rtmp_module.so")
+        if path.exists():
+            return str(path)
+    return None
+
+
+def ensure_nginx() -> Nginx | None:
+    """nginx with the RTMP module, installed with apt-get when missing and allowed to."""
+    found = find_nginx()
+    if found is not None:
+        return found
+    how = f"apt-get install {' '.join(NGINX_PACKAGES)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(f"nginx-rtmp is not installed: `sudo {how}` to compare; measuring golive alone.")
+        return None
+    print(f"installing nginx-rtmp: {how} (the benchmark runs its own nginx processes)")
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *NGINX_PACKAGES]
+    result = subprocess.run(install, capture_output=True, text=True, env=environment)
+    if result.returncode != 0:  # most often a stale package list
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=environment)
+        result = subprocess.run(install, capture_output=True, text=True, env=environment)
+    found = find_nginx()
+    if found is None:
+        print(f"could not install nginx-rtmp ({result.stderr.strip()[-300:]}); golive alone.")
+    return found
+
+
+# -- one measurement --------------------------------------------------------------------
+
+
+def start_publishers(
+    processes: Processes, sample: Sample, server: RunningServer, count: int, seconds: float
+) -> list[subprocess.Popen[bytes]]:
+    ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+    publishers = []
+    for index in range(count):
+        url = f"rtmp://127.0.0.1:{server.port}/live/bench{index:03}"
+        with (server.workdir / f"publisher{index:03}.log").open("wb") as stderr:
+            publishers.append(
+                processes.start(
+                    [
+                        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+                        "-re", "-stream_loop", "-1", "-i", str(sample.path),
+                        "-c", "copy", "-t", f"{seconds:g}", "-f", "flv", url,
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            )
+    return publishers
+
+
+def measure(
+    start: Callable[[Path], RunningServer],
+    streams: int,
+    sample: Sample,
+    warmup: float,
+    seconds: float,
+    processes: Processes,
+    workdir: Path,
+) -> Measurement:
+    server = start(workdir)
+    publish_seconds = warmup + seconds + TAIL_SECONDS
+    launched = time.monotonic()
+    publishers = start_publishers(processes, sample, server, streams, publish_seconds)
+    time.sleep(max(0.0, launched + warmup - time.monotonic()))
+
+    before, began = cpu_seconds(server.process.pid), time.monotonic()
+    time.sleep(seconds)
+    after, ended = cpu_seconds(server.process.pid), time.monotonic()
+    measurement = Measurement(server.name, streams, after - before, ended - began)
+    problems = measurement.problems
+
+    if server.process.poll() is not None:
+        problems.append("the server exited during the window")
+    early = sum(publisher.poll() is not None for publisher in publishers)
+    if early:
+        problems.append(f"{early} publisher(s) exited before the window ended")
+    if server.name == NGINX_HLS:
+        playlists = len(list((workdir / "hls").glob("*.m3u8")))
+        if playlists < streams:
+            problems.append(f"{playlists} HLS playlists for {streams} streams")
+    deadline = launched + publish_seconds + 30
+    failed = []
+    for index, publisher in enumerate(publishers):
+        try:
+            if publisher.wait(max(0.1, deadline - time.monotonic())) != 0:
+                failed.append(index)
+        except subprocess.TimeoutExpired:
+            failed.append(index)
+    if failed:
+        log = _tail(workdir / f"publisher{failed[0]:03}.log", 300).strip()
+        problems.append(f"{len(failed)} publisher(s) failed, the first saying: {log!r}")
+    counts = server.stop()
+    if server.name == GOLIVE:
+        problems.extend(judge_golive(counts, streams, publish_seconds * sample.frame_rate))
+    return measurement
+
+
+def judge_golive(counts: dict[str, Any], streams: int, expected_frames: float) -> list[str]:
+    """What went wrong with the streams as golive's runner counted them."""
+    reported = counts.get("streams", {})
+    problems = []
+    if len(reported) != streams:
+        problems.append(f"golive saw {len(reported)} publishes of {streams}")
+    frames = {name: s["video_frames"] for name, s in reported.items()}
+    off = {n: f for n, f in frames.items() if abs(f - expected_frames) > expected_frames * 0.03}
+    if off:
+        problems.append(f"video frames off {expected_frames:.0f} ± 3 %: {_few(off)}")
+    reasons = {
+        n: s["released"] for n, s in reported.items() if s["released"] != "publisher_stopped"
+    }
+    if reasons:
+        problems.append(f"ended other than publisher_stopped: {_few(reasons)}")
+    lags = {n: s["max_lag_ms"] for n, s in reported.items() if (s["max_lag_ms"] or 0) >= MAX_LAG_MS}
+    if lags:
+        problems.append(f"lag_ms ≥ {MAX_LAG_MS}: {_few(lags)}")
+    return problems
+
+
+def _few(values: dict[str, Any], limit: int = 5) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(values.items())[:limit])
+    return shown + (f" (+{len(values) - limit} more)" if len(values) > limit else "")
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def print_table(
+    results: list[Measurement], servers: list[str], sample: Sample, args: argparse.Namespace,
+    loads: tuple[float, float],
+) -> None:
+    by = {(m.server, m.streams): m for m in results}
+    counts = sorted({m.streams for m in results})
+    print()
+    print(
+        f"CPU per stream, % of one core: {sample.bitrate_kbps / 1000:.1f} Mb/s 720p30 H.264/AAC, "
+        f"ffmpeg -re -c copy; {args.seconds:g} s window after {args.warmup:g} s warm-up"
+    )
+    columns = ["streams", *servers]
+    nginx_servers = [s for s in servers if s != GOLIVE]
+    columns += [f"golive/{s}" for s in nginx_servers]
+    columns += ["golive % total", "healthy (" + ", ".join(servers) + ")"]
+    rows = []
+    for count in counts:
+        row = [str(count)]
+        row += [f"{by[s, count].percent_per_stream:.3f}" for s in servers]
+        golive = by[GOLIVE, count].percent_per_stream
+        for server in nginx_servers:
+            nginx = by[server, count].percent_per_stream
+            row.append(f"{golive / nginx:.2f}x" if nginx > 0 else "n/a")
+        row.append(f"{golive * count:.1f}")
+        row.append(", ".join("yes" if by[s, count].healthy else "NO" for s in servers))
+        rows.append(row)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+    print()
+    if NGINX_LIVE in servers:
+        met = [c for c in counts if _ratio(by, c) <= AIM_RATIO]
+        missed = [c for c in counts if _ratio(by, c) > AIM_RATIO]
+        print(
+            f"aim golive ≤ {AIM_RATIO:g}x nginx-rtmp live: met at {_streams(met)}; "
+            f"missed at {_streams(missed)}"
+        )
+    print(
+        f"reference (shared/PROTOCOL-NOTES.md): nginx-rtmp with HLS ≈ {REFERENCE_NGINX_HLS} % "
+        "per 3 Mb/s stream"
+    )
+    tick = 1 / os.sysconf("SC_CLK_TCK") / args.seconds * 100
+    print(
+        f"/proc counts CPU in ticks: ±{tick:.3f} % at 1 stream, ±{tick / max(counts):.4f} % "
+        f"per stream at {max(counts)}"
+    )
+    print(
+        f"numbers may be noisy: {os.cpu_count()} cores shared with the publishers and any other "
+        f"work (load average {loads[0]:.2f} at start, {loads[1]:.2f} at end)"
+    )
+    for m in results:
+        if m.problems:
+            print(f"unhealthy: {m.server} at {m.streams} streams: " + "; ".join(m.problems))
+
+
+def _ratio(by: dict[tuple[str, int], Measurement], count: int) -> float:
+    nginx = by[NGINX_LIVE, count].percent_per_stream
+    return by[GOLIVE, count].percent_per_stream / nginx if nginx > 0 else float("inf")
+
+
+def _streams(counts: list[int]) -> str:
+    return ", ".join(str(c) for c in counts) if counts else "none"
+
+
+# -- command line -----------------------------------------------------------------------
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench ingest",
+        description="CPU per stream of golive's RTMP ingest and of nginx-rtmp, same streams.",
+    )
+    parser.add_argument("--streams", default="1,10,50", help="stream counts, e.g. 1,10,50")
+    parser.add_argument("--seconds", type=float, default=20, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=8, help="publishing before the window")
+    parser.add_argument("--no-nginx", action="store_true", help="measure golive alone")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.streams.split(",") if n.strip()]
+    if not counts or min(counts) < 1:
+        parser.error("--streams takes positive counts, e.g. 1,10,50")
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        print("ffmpeg is needed for the publishers: apt-get install ffmpeg")
+        return 2
+    nginx = None if args.no_nginx else ensure_nginx()
+    servers = [GOLIVE] + ([NGINX_LIVE, NGINX_HLS] if nginx else [])
+    starters: dict[str, Callable[[Processes, Path], RunningServer]] = {GOLIVE: start_golive}
+    if nginx is not None:
+        starters[NGINX_LIVE] = lambda p, w: start_nginx(p, nginx, w, hls=False)
+        starters[NGINX_HLS] = lambda p, w: start_nginx(p, nginx, w, hls=True)
+
+    results: list[Measurement] = []
+    try:
+        with (
+            _sigterm_interrupts(),
+            tempfile.TemporaryDirectory(prefix="golive-bench-") as tmp,
+            Processes() as processes,
+        ):
+            print("encoding the sample (720p30, 3 Mb/s, 2 s GOP) ...", flush=True)
+            sample = encode_sample(Path(tmp) / "sample.flv")
+            load_at_start = os.getloadavg()[0]
+            for count in counts:
+                for name in servers:
+                    workdir = Path(tmp) / f"{name.replace(' ', '-')}-{count}"
+                    workdir.mkdir()
+                    print(f"{name}: {count} stream(s) ...", end=" ", flush=True)
+                    result = measure(
+                        functools.partial(starters[name], processes),
+                        count, sample, args.warmup, args.seconds, processes, workdir,
+                    )
+                    print(f"{result.percent_per_stream:.3f} % per stream", flush=True)
+                    results.append(result)
+                    processes.close()  # nothing of this run may disturb the next
+            print_table(results, servers, sample, args, (load_at_start, os.getloadavg()[0]))
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process stopped, temporary files removed")
+        return 130
+    return 0

@@ -1,0 +1,142 @@
+"""Fifty encoders on one ingest process: every publish is admitted, stays healthy, ends clean.
+
+Each publisher is the ffmpeg CLI replaying a pre-encoded 720p30 ~3 Mb/s file in real time
+(`-re -stream_loop -1 -c copy`), so the load is the ingest's, not x264's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ingest.gatekeeper import EndReason, Grant, StreamDescription
+from ingest.health import StreamHealth
+from ingest.server import IngestConfig
+from tests.bench.sample import SECONDS as SAMPLE_SECONDS
+from tests.bench.sample import Sample, encode_sample
+from tests.ingest.clients import require
+from tests.ingest.harness import FakeGatekeeper
+
+pytestmark = pytest.mark.slow
+
+PUBLISHERS = 50
+PUBLISH_SECONDS = 15
+FRAME_TOLERANCE = 0.03
+# Fifty ffmpeg processes starting together take the two cores for a few seconds, and an
+# encoder that fell behind then catches up in a burst; the 5 s frame-rate window has to
+# be clear of that burst before the rate means anything.
+WARM_UP_AFTER_LAST_ADMISSION = 7.0
+HEALTHY_FRAME_RATE = (27.0, 33.0)
+MAX_LAG_MS = 1000
+
+
+@dataclass
+class ClockedGatekeeper(FakeGatekeeper):
+    """The fake gatekeeper, with the monotonic time of each admission and heartbeat."""
+
+    admitted_at: dict[str, float] = field(default_factory=dict)
+    beats: list[tuple[float, str, StreamHealth]] = field(default_factory=list)
+
+    async def admit(self, request):  # type: ignore[no-untyped-def]
+        outcome = await super().admit(request)
+        if isinstance(outcome, Grant):
+            self.admitted_at[outcome.channel] = time.monotonic()
+        return outcome
+
+    async def heartbeat(
+        self, grant: Grant, description: StreamDescription, health: StreamHealth
+    ) -> bool:
+        self.beats.append((time.monotonic(), grant.channel, health))
+        return await super().heartbeat(grant, description, health)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    require("ffmpeg")
+    require("ffprobe")
+    return encode_sample(tmp_path_factory.mktemp("load") / "720p30-3mbps.flv")
+
+
+def publish(ffmpeg: str, sample: Path, url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
+            "-re", "-stream_loop", "-1", "-i", str(sample),
+            "-c", "copy", "-t", str(PUBLISH_SECONDS), "-f", "flv", url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_fifty_publishers_on_one_ingest_all_stay_healthy(start_ingest, sample: Sample) -> None:
+    assert sample.frame_rate == 30
+    assert sample.duration == SAMPLE_SECONDS
+    ffmpeg = require("ffmpeg")
+    keys = {f"load-key-{i:02}": f"load{i:02}" for i in range(PUBLISHERS)}
+    gatekeeper = ClockedGatekeeper(keys=keys)
+    ingest = start_ingest(
+        gatekeeper,
+        IngestConfig(node="load", max_connections_per_ip=100, heartbeat_interval=1.0),
+    )
+
+    publishers = [publish(ffmpeg, sample.path, ingest.url(key)) for key in keys]
+    try:
+        deadline = time.monotonic() + PUBLISH_SECONDS + 30
+        failed = []
+        for key, process in zip(keys, publishers, strict=True):
+            _, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            if process.returncode != 0:
+                failed.append((key, process.returncode, stderr.decode()[-300:]))
+    finally:
+        for process in publishers:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert not failed, failed
+
+    deadline = time.monotonic() + 10
+    while len(gatekeeper.released) < PUBLISHERS and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    channels = set(keys.values())
+    assert {grant.channel for grant in gatekeeper.admitted} == channels
+    assert len(gatekeeper.admitted) == PUBLISHERS
+    reasons = {grant.channel: reason for grant, reason, _, _ in gatekeeper.released}
+    assert len(gatekeeper.released) == PUBLISHERS, sorted(channels - set(reasons))
+    assert set(reasons.values()) == {EndReason.PUBLISHER_STOPPED}, reasons
+
+    expected = PUBLISH_SECONDS * sample.frame_rate
+    frames = {channel: ingest.sink_for(channel).video_frames for channel in sorted(channels)}
+    off = {
+        channel: count
+        for channel, count in frames.items()
+        if abs(count - expected) > expected * FRAME_TOLERANCE
+    }
+    assert not off, f"expected {expected:.0f} ± 3 % video frames, got {off}"
+    ended = {channel: ingest.sink_for(channel).ended for channel in channels}
+    assert set(ended.values()) == {EndReason.PUBLISHER_STOPPED}, ended
+
+    # Every heartbeat of the run: lag stays small throughout; the frame rate, once the
+    # start-up storm is out of its window.
+    lagging = [(channel, health.lag_ms) for _, channel, health in gatekeeper.beats
+               if health.lag_ms >= MAX_LAG_MS]
+    assert not lagging, f"lag_ms ≥ {MAX_LAG_MS}: {lagging}"
+    warm = max(gatekeeper.admitted_at.values()) + WARM_UP_AFTER_LAST_ADMISSION
+    low, high = HEALTHY_FRAME_RATE
+    warm_beats: dict[str, list[float]] = {channel: [] for channel in channels}
+    for at, channel, health in gatekeeper.beats:
+        if at >= warm:
+            warm_beats[channel].append(health.frame_rate)
+    too_few = {channel: len(rates) for channel, rates in warm_beats.items() if len(rates) < 3}
+    assert not too_few, f"fewer than 3 heartbeats after warm-up: {too_few}"
+    unsteady = {
+        channel: rates
+        for channel, rates in warm_beats.items()
+        if not all(low <= rate <= high for rate in rates)
+    }
+    assert not unsteady, f"frame_rate outside {low} to {high} after warm-up: {unsteady}"
