@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "quotas",
     "api",
     "watch",
+    "delivery",
 ]
 
 MIDDLEWARE = [
@@ -153,7 +154,9 @@ if S3_BUCKET:
         # Segments are public media: plain URLs a CDN can cache, not signed ones.
         "querystring_auth": False,
         "file_overwrite": True,
-        "default_acl": None,
+        # "public-read" when the bucket itself serves viewers; unset behind a CDN that
+        # reads the bucket with its own credentials or a bucket policy.
+        "default_acl": env("S3_DEFAULT_ACL") or None,
     }
     if S3_PUBLIC_BASE_URL:
         # django-storages builds public URLs as https://<custom_domain>/<key>.
@@ -161,12 +164,25 @@ if S3_BUCKET:
         SEGMENT_STORE_OPTIONS["url_protocol"] = S3_PUBLIC_BASE_URL.split("://", 1)[0] + ":"
     STORAGES = {
         "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": SEGMENT_STORE_OPTIONS},
+        "segments": {
+            "BACKEND": "delivery.storage.SegmentS3Storage",
+            "OPTIONS": SEGMENT_STORE_OPTIONS,
+        },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
 else:
     SEGMENT_STORE_OPTIONS = {}
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        # Segments and VOD under media/hls, served by the origin with immutable caching.
+        "segments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": MEDIA_ROOT / "hls",
+                "base_url": f"{MEDIA_URL}hls/",
+                "allow_overwrite": True,
+            },
+        },
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
 
