@@ -1,0 +1,1 @@
+"""HLS text: LL-HLS media playlists and the multivariant playlist, as pure functions."""
