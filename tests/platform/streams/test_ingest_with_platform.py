@@ -8,7 +8,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
+from django.db import connections
 
 from ingest.server import IngestConfig
 from quotas.actions import set_quota
@@ -20,6 +22,14 @@ from tests.conftest import make_streamer
 from tests.ingest.clients import RawPublisher, ffmpeg_publish, gstreamer_publish, pyav_publish
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _close_gatekeeper_connections(start_ingest, loop_thread):
+    yield
+    # The gatekeeper's database thread holds a connection: close it, or the test
+    # database cannot be dropped at the end of the run.
+    loop_thread.call(sync_to_async(connections.close_all)())
 
 
 @pytest.fixture
