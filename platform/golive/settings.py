@@ -138,7 +138,10 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS: list[object] = [BASE_DIR / "static"]
+# hls.js comes from npm (./golive installs it), never copied into the repository.
+if (BASE_DIR / "node_modules" / "hls.js" / "dist").is_dir():
+    STATICFILES_DIRS.append(("vendor/hls.js", BASE_DIR / "node_modules" / "hls.js" / "dist"))
 
 S3_BUCKET = env("S3_BUCKET")
 S3_PUBLIC_BASE_URL = env("S3_PUBLIC_BASE_URL")

@@ -14,4 +14,5 @@ urlpatterns = [
     path("healthz", watch_views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("api.urls")),
+    path("", include("delivery.urls")),
 ]

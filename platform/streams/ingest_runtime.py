@@ -21,6 +21,15 @@ def ingest_config() -> IngestConfig:
 
 
 def build_ingest_server(sink_factory: SinkFactory | None = None) -> IngestServer:
+    """The ingest with the platform's gatekeeper; by default every admitted publish is
+    packaged (CMAF) and delivered (live index, segment store, VOD)."""
     if sink_factory is None:
-        return IngestServer(PlatformGatekeeper(), config=ingest_config())
+        from delivery.live import PART_TARGET
+        from delivery.pipeline import make_delivery_output
+        from ingest.cmaf.packager import PackagerSettings
+        from ingest.cmaf.sink import packager_sink_factory
+
+        sink_factory = packager_sink_factory(
+            make_delivery_output, PackagerSettings(part_target=PART_TARGET)
+        )
     return IngestServer(PlatformGatekeeper(), sink_factory, config=ingest_config())

@@ -111,6 +111,8 @@ class LiveSession(models.Model):
     # lag behind the wall clock, timestamp regressions.
     health = models.JSONField(default=dict, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The recording's VOD playlist in the segment store, once the broadcast has ended.
+    vod_path = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

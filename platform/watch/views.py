@@ -6,6 +6,7 @@ from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
+from delivery.segment_store import segment_storage
 from streams.models import Channel, LiveSession
 
 
@@ -23,7 +24,28 @@ def directory(request: HttpRequest) -> HttpResponse:
 def channel_page(request: HttpRequest, slug: str) -> HttpResponse:
     channel = get_object_or_404(Channel.objects.select_related("owner"), slug=slug)
     session = channel.sessions.filter(ended_at__isnull=True).first()
-    return render(request, "watch/channel.html", {"channel": channel, "session": session})
+    storage = segment_storage()
+    past = [
+        {
+            "started_at": broadcast.started_at,
+            "duration": _duration(broadcast.media_duration_ms),
+            "vod_src": storage.url(broadcast.vod_path),
+        }
+        for broadcast in channel.sessions.filter(ended_at__isnull=False).exclude(vod_path="")[:20]
+    ]
+    context = {
+        "channel": channel,
+        "session": session,
+        "live_src": f"/live/{channel.slug}/master.m3u8",
+        "past": past,
+    }
+    return render(request, "watch/channel.html", context)
+
+
+def _duration(milliseconds: int) -> str:
+    seconds = milliseconds // 1000
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02}:{rest % 60:02}" if hours else f"{rest // 60}:{rest % 60:02}"
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

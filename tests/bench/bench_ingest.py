@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from tests.bench.sample import Sample, encode_sample
+from tests.bench.sample import QUIET, Sample, encode_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_PACKAGES = ("nginx", "libnginx-mod-rtmp")
@@ -77,11 +77,13 @@ class Measurement:
 # -- processes --------------------------------------------------------------------------
 
 
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if this benchmark dies, even by SIGKILL."""
-    with contextlib.suppress(Exception):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Processes:
@@ -322,17 +324,12 @@ def start_publishers(
     publishers = []
     for index in range(count):
         url = f"rtmp://127.0.0.1:{server.port}/live/bench{index:03}"
+        command = [ffmpeg, *QUIET, "-re", "-stream_loop", "-1", "-i", str(sample.path)]
+        command += ["-c", "copy", "-t", f"{seconds:g}", "-f", "flv", url]
         with (server.workdir / f"publisher{index:03}.log").open("wb") as stderr:
             publishers.append(
                 processes.start(
-                    [
-                        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-                        "-re", "-stream_loop", "-1", "-i", str(sample.path),
-                        "-c", "copy", "-t", f"{seconds:g}", "-f", "flv", url,
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=stderr,
+                    command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
                 )
             )
     return publishers
@@ -392,7 +389,11 @@ def judge_golive(counts: dict[str, Any], streams: int, expected_frames: float) -
     if len(reported) != streams:
         problems.append(f"golive saw {len(reported)} publishes of {streams}")
     frames = {name: s["video_frames"] for name, s in reported.items()}
-    off = {n: f for n, f in frames.items() if abs(f - expected_frames) > expected_frames * 0.03}
+    off = {
+        n: f
+        for n, f in frames.items()
+        if abs(f - expected_frames) > expected_frames * FRAME_TOLERANCE
+    }
     if off:
         problems.append(f"video frames off {expected_frames:.0f} ± 3 %: {_few(off)}")
     reasons = {
@@ -415,7 +416,10 @@ def _few(values: dict[str, Any], limit: int = 5) -> str:
 
 
 def print_table(
-    results: list[Measurement], servers: list[str], sample: Sample, args: argparse.Namespace,
+    results: list[Measurement],
+    servers: list[str],
+    sample: Sample,
+    args: argparse.Namespace,
     loads: tuple[float, float],
 ) -> None:
     by = {(m.server, m.streams): m for m in results}
@@ -428,7 +432,7 @@ def print_table(
     columns = ["streams", *servers]
     nginx_servers = [s for s in servers if s != GOLIVE]
     columns += [f"golive/{s}" for s in nginx_servers]
-    columns += ["golive % total", "healthy (" + ", ".join(servers) + ")"]
+    columns += ["golive total", "healthy"]
     rows = []
     for count in counts:
         row = [str(count)]
@@ -438,13 +442,16 @@ def print_table(
             nginx = by[server, count].percent_per_stream
             row.append(f"{golive / nginx:.2f}x" if nginx > 0 else "n/a")
         row.append(f"{golive * count:.1f}")
-        row.append(", ".join("yes" if by[s, count].healthy else "NO" for s in servers))
+        row.append("/".join("yes" if by[s, count].healthy else "NO" for s in servers))
         rows.append(row)
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     print("  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
     for row in rows:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
-    print()
+    print(
+        "(% of one core per stream; golive total: % of one core for all streams; "
+        f"healthy: {', '.join(servers)})"
+    )
     if NGINX_LIVE in servers:
         met = [c for c in counts if _ratio(by, c) <= AIM_RATIO]
         missed = [c for c in counts if _ratio(by, c) > AIM_RATIO]
@@ -505,7 +512,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=8, help="publishing before the window")
     parser.add_argument("--no-nginx", action="store_true", help="measure golive alone")
     args = parser.parse_args(argv)
-    counts = [int(n) for n in args.streams.split(",") if n.strip()]
+    try:
+        counts = [int(n) for n in args.streams.split(",") if n.strip()]
+    except ValueError:
+        counts = []
     if not counts or min(counts) < 1:
         parser.error("--streams takes positive counts, e.g. 1,10,50")
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
@@ -535,7 +545,12 @@ def main(argv: list[str]) -> int:
                     print(f"{name}: {count} stream(s) ...", end=" ", flush=True)
                     result = measure(
                         functools.partial(starters[name], processes),
-                        count, sample, args.warmup, args.seconds, processes, workdir,
+                        count,
+                        sample,
+                        args.warmup,
+                        args.seconds,
+                        processes,
+                        workdir,
                     )
                     print(f"{result.percent_per_stream:.3f} % per stream", flush=True)
                     results.append(result)

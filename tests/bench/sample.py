@@ -17,6 +17,8 @@ FRAME_RATE = 30
 # 8 s = 4 whole GOPs and exactly 375 AAC frames at 48 kHz, so `-stream_loop` wraps on a
 # keyframe and the audio/video durations of one loop agree (no timestamp step per loop).
 SECONDS = 8
+# ffmpeg options every caller starts with: no banner, no keyboard, errors only.
+QUIET = ("-hide_banner", "-nostdin", "-loglevel", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,33 +41,20 @@ def encode_sample(path: Path, seconds: int = SECONDS) -> Sample:
     they fail.
     """
     ffmpeg, ffprobe = _tool("ffmpeg"), _tool("ffprobe")
-    subprocess.run(
-        [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={FRAME_RATE}",
-            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-            "-t", str(seconds),
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-            "-b:v", "3M", "-maxrate", "3M", "-bufsize", "6M",
-            # A keyframe exactly every 2 s: no scene-cut keyframes, no shorter GOPs.
-            "-g", str(2 * FRAME_RATE), "-keyint_min", str(2 * FRAME_RATE), "-sc_threshold", "0",
-            "-c:a", "aac", "-b:a", "128k",
-            "-f", "flv", str(path),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    probe = subprocess.run(
-        [
-            ffprobe, "-v", "error", "-count_packets", "-select_streams", "v:0",
-            "-show_entries", "stream=nb_read_packets,r_frame_rate:format=bit_rate",
-            "-of", "json", str(path),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    info = json.loads(probe.stdout)
+    command = [ffmpeg, *QUIET, "-y"]
+    command += ["-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={FRAME_RATE}"]
+    command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds)]
+    command += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+    command += ["-b:v", "3M", "-maxrate", "3M", "-bufsize", "6M"]
+    # A keyframe exactly every 2 s: no scene-cut keyframes, no shorter GOPs.
+    gop = str(2 * FRAME_RATE)
+    command += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+    command += ["-c:a", "aac", "-b:a", "128k", "-f", "flv", str(path)]
+    subprocess.run(command, check=True, capture_output=True)
+    probe = [ffprobe, "-v", "error", "-count_packets", "-select_streams", "v:0", "-of", "json"]
+    probe += ["-show_entries", "stream=nb_read_packets,r_frame_rate:format=bit_rate", str(path)]
+    probed = subprocess.run(probe, check=True, capture_output=True, text=True)
+    info = json.loads(probed.stdout)
     stream = info["streams"][0]
     return Sample(
         path=path,

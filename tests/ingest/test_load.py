@@ -16,8 +16,8 @@ import pytest
 from ingest.gatekeeper import EndReason, Grant, StreamDescription
 from ingest.health import StreamHealth
 from ingest.server import IngestConfig
+from tests.bench.sample import QUIET, Sample, encode_sample
 from tests.bench.sample import SECONDS as SAMPLE_SECONDS
-from tests.bench.sample import Sample, encode_sample
 from tests.ingest.clients import require
 from tests.ingest.harness import FakeGatekeeper
 
@@ -32,13 +32,17 @@ FRAME_TOLERANCE = 0.03
 WARM_UP_AFTER_LAST_ADMISSION = 7.0
 HEALTHY_FRAME_RATE = (27.0, 33.0)
 MAX_LAG_MS = 1000
+# Two of these tests side by side (100 encoders starting on two cores) stalled the first
+# publishers by up to 1.3 s before they caught up; a stuck ingest would go far past this.
+MAX_START_UP_LAG_MS = 3000
 
 
 @dataclass
 class ClockedGatekeeper(FakeGatekeeper):
-    """The fake gatekeeper, with the monotonic time of each admission and heartbeat."""
+    """The fake gatekeeper, with the monotonic time of each admission, heartbeat and release."""
 
     admitted_at: dict[str, float] = field(default_factory=dict)
+    released_at: dict[str, float] = field(default_factory=dict)
     beats: list[tuple[float, str, StreamHealth]] = field(default_factory=list)
 
     async def admit(self, request):  # type: ignore[no-untyped-def]
@@ -53,6 +57,10 @@ class ClockedGatekeeper(FakeGatekeeper):
         self.beats.append((time.monotonic(), grant.channel, health))
         return await super().heartbeat(grant, description, health)
 
+    async def release(self, grant, reason, description, health):  # type: ignore[no-untyped-def]
+        self.released_at[grant.channel] = time.monotonic()
+        await super().release(grant, reason, description, health)
+
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
@@ -62,15 +70,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 
 
 def publish(ffmpeg: str, sample: Path, url: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error",
-            "-re", "-stream_loop", "-1", "-i", str(sample),
-            "-c", "copy", "-t", str(PUBLISH_SECONDS), "-f", "flv", url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    command = [ffmpeg, *QUIET, "-re", "-stream_loop", "-1", "-i", str(sample)]
+    command += ["-c", "copy", "-t", str(PUBLISH_SECONDS), "-f", "flv", url]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def test_fifty_publishers_on_one_ingest_all_stay_healthy(start_ingest, sample: Sample) -> None:
@@ -120,18 +122,23 @@ def test_fifty_publishers_on_one_ingest_all_stay_healthy(start_ingest, sample: S
     assert not off, f"expected {expected:.0f} ± 3 % video frames, got {off}"
     ended = {channel: ingest.sink_for(channel).ended for channel in channels}
     assert set(ended.values()) == {EndReason.PUBLISHER_STOPPED}, ended
+    # -re paces from the first packet, so a publish lasts its -t in wall time too.
+    lasted = {c: gatekeeper.released_at[c] - gatekeeper.admitted_at[c] for c in channels}
+    short = {c: round(s, 2) for c, s in lasted.items() if s < PUBLISH_SECONDS * 0.97}
+    assert not short, f"publishes released before {PUBLISH_SECONDS} s: {short}"
 
-    # Every heartbeat of the run: lag stays small throughout; the frame rate, once the
-    # start-up storm is out of its window.
-    lagging = [(channel, health.lag_ms) for _, channel, health in gatekeeper.beats
-               if health.lag_ms >= MAX_LAG_MS]
-    assert not lagging, f"lag_ms ≥ {MAX_LAG_MS}: {lagging}"
+    # Once the start-up storm is out of the 5 s window, every stream runs at its frame rate
+    # and on time; during the storm a publisher may stall for a moment, never for long.
     warm = max(gatekeeper.admitted_at.values()) + WARM_UP_AFTER_LAST_ADMISSION
     low, high = HEALTHY_FRAME_RATE
     warm_beats: dict[str, list[float]] = {channel: [] for channel in channels}
+    lagging = []
     for at, channel, health in gatekeeper.beats:
         if at >= warm:
             warm_beats[channel].append(health.frame_rate)
+        if health.lag_ms >= (MAX_LAG_MS if at >= warm else MAX_START_UP_LAG_MS):
+            lagging.append((channel, round(at - warm, 1), health.lag_ms))
+    assert not lagging, f"(channel, s after warm-up, lag_ms) over the limit: {lagging}"
     too_few = {channel: len(rates) for channel, rates in warm_beats.items() if len(rates) < 3}
     assert not too_few, f"fewer than 3 heartbeats after warm-up: {too_few}"
     unsteady = {

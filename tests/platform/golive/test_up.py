@@ -7,6 +7,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +56,9 @@ def start(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, s
                 if name == "admin":
                     banner["user"], banner["password"] = match.group(2), match.group(3)
     assert "api" in banner, f"no banner from manage.py up: {banner}"
+    # Keep reading its output, or a full pipe would stall the server mid-test.
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    wait_until_serving(f"http://127.0.0.1:{port}/healthz")
     return process, banner
 
 

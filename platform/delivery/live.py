@@ -1,0 +1,50 @@
+"""The process's live index and segment store, and the names delivery uses for things."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from django.conf import settings
+
+from ingest.live_index import LiveIndex, open_live_index
+
+from .segment_store import SegmentStore
+
+SOURCE = "source"
+PART_TARGET = 1 / 3
+# A blocking playlist request waits at most this many target durations (draft: 3).
+BLOCK_TARGETS = 3
+
+_lock = threading.Lock()
+_indexes: dict[int, LiveIndex] = {}
+
+
+def live_index() -> LiveIndex:
+    """This event loop's live index: Redis when REDIS_URL is set, else one memory index
+    shared by the whole process (the ingest and the origin of the embedded mode).
+
+    A Redis client is bound to the loop that created it, hence one per loop.
+    """
+    if not settings.REDIS_URL:
+        with _lock:
+            return _indexes.setdefault(0, open_live_index(None))
+    key = id(asyncio.get_running_loop())
+    with _lock:
+        if key not in _indexes:
+            _indexes[key] = open_live_index(settings.REDIS_URL, prefix="golive")
+        return _indexes[key]
+
+
+def stream_name(session_id: int) -> str:
+    """Index stream of a live session. A new session is a new stream, so part and segment
+    URIs never repeat across broadcasts and may be cached as immutable."""
+    return f"s{session_id}"
+
+
+def store_path(session_id: int, rendition: str, name: str) -> str:
+    return f"live/{session_id}/{rendition}/{name}"
+
+
+def segment_store() -> SegmentStore:
+    return SegmentStore()

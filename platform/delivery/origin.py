@@ -1,0 +1,263 @@
+"""The LL-HLS origin: playlists and parts, async, with no ORM call on the hot path.
+
+URLs (all under /live/<channel>/):
+- ``master.m3u8``: the multivariant playlist of the channel's current broadcast (the one
+  request that looks up which broadcast is live; short-lived, cached per process);
+- ``<session>/<rendition>/index.m3u8``: the media playlist, with LL-HLS blocking reload
+  (``_HLS_msn``, ``_HLS_part``) and delta updates (``_HLS_skip=YES``);
+- ``<session>/<rendition>/init-<n>.mp4``, ``part-<msn>.<i>.m4s``, ``seg-<msn>.m4s``: from
+  the live index (segments are listed by their durable URL once stored).
+
+Every response is cacheable per full URL (query string included), so an edge cache
+collapses identical requests from many viewers into one. Objects named by a session are
+immutable; playlists live for a fraction of a part (blocking ones a little longer).
+"""
+
+from __future__ import annotations
+
+import time
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from ingest.hls.playlist import (
+    MediaPlaylist,
+    Part,
+    Segment,
+    Variant,
+    render_media_playlist,
+    render_multivariant,
+)
+from ingest.live_index import RenditionWindow
+
+from .live import BLOCK_TARGETS, SOURCE, live_index, stream_name
+
+M3U8 = "application/vnd.apple.mpegurl"
+IMMUTABLE = "public, max-age=31536000, immutable"
+# Parts of at most 1/3 s: a plain playlist is stale after one.
+PLAYLIST_CACHE = "public, max-age=1"
+# A blocking response names a part that exists; it stays a valid answer to its URL.
+BLOCKING_CACHE = "public, max-age=6"
+NOT_LIVE_CACHE = "public, max-age=2"
+_MASTER_TTL = 2.0
+_masters: dict[str, tuple[float, int | None, Variant | None]] = {}
+
+
+def _response(body: bytes | str, content_type: str, cache: str, status: int = 200) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type, status=status)
+    response["Cache-Control"] = cache
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _error(status: int, message: str, cache: str = "no-store") -> HttpResponse:
+    return _response(message + "\n", "text/plain", cache, status)
+
+
+def _checked(view):  # type: ignore[no-untyped-def]
+    """A rendition name the index refuses (ValueError) is simply not found."""
+
+    async def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        try:
+            return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
+        except ValueError:
+            return _error(404, "no such rendition")
+
+    return wrapper
+
+
+@require_GET
+async def multivariant(request: HttpRequest, slug: str) -> HttpResponse:
+    session_id, variant = await _current_broadcast(slug)
+    if session_id is None or variant is None:
+        return _error(404, f"{slug} is not live", NOT_LIVE_CACHE)
+    body = render_multivariant([variant])
+    return _response(body, M3U8, PLAYLIST_CACHE)
+
+
+async def _current_broadcast(slug: str) -> tuple[int | None, Variant | None]:
+    cached = _masters.get(slug)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _MASTER_TTL:
+        return cached[1], cached[2]
+    session_id, variant = await sync_to_async(_lookup_broadcast)(slug)
+    _masters[slug] = (now, session_id, variant)
+    return session_id, variant
+
+
+def _lookup_broadcast(slug: str) -> tuple[int | None, Variant | None]:
+    from streams.models import LiveSession
+
+    from .pipeline import VARIANTS
+
+    session = (
+        LiveSession.objects.filter(channel__slug=slug, ended_at__isnull=True)
+        .only("pk", "video_codec", "audio_codec", "width", "height", "frame_rate", "health")
+        .first()
+    )
+    if session is None:
+        return None, None
+    uri = f"{session.pk}/{SOURCE}/index.m3u8"
+    output = VARIANTS.get(slug)
+    info = output.init_info if output is not None else None
+    if output is not None and info is not None:
+        # BANDWIDTH is the peak segment bit rate; before a segment exists, an estimate.
+        bandwidth = max(output.peak_bps, info.bandwidth_estimate or 0) or 3_000_000
+        return session.pk, Variant(
+            uri, bandwidth, info.codecs, info.width, info.height, info.frame_rate, name="source"
+        )
+    if not session.video_codec:
+        return session.pk, None
+    codecs = ",".join(c for c in (session.video_codec, session.audio_codec) if c)
+    kbps = (session.health or {}).get("bitrate_kbps") or 3000
+    return session.pk, Variant(
+        uri,
+        int(float(kbps) * 1000 * 1.2),
+        codecs,
+        session.width,
+        session.height,
+        float(session.frame_rate) if session.frame_rate else None,
+        name="source",
+    )
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise ValueError(value)
+    return int(value)
+
+
+@require_GET
+@_checked
+async def media_playlist(
+    request: HttpRequest, slug: str, session: int, rendition: str
+) -> HttpResponse:
+    try:
+        msn = _int(request.GET.get("_HLS_msn"))
+        part = _int(request.GET.get("_HLS_part"))
+    except ValueError:
+        return _error(400, "_HLS_msn and _HLS_part are whole numbers")
+    if part is not None and msn is None:
+        return _error(400, "_HLS_part needs _HLS_msn")
+    skip = request.GET.get("_HLS_skip") in ("YES", "v2")
+    index = live_index()
+    stream = stream_name(session)
+    try:
+        window = await index.snapshot(stream, rendition)
+    except ValueError:
+        return _error(404, "no such rendition")
+    if window is None:
+        return _error(404, "no such broadcast", NOT_LIVE_CACHE)
+    cache = PLAYLIST_CACHE
+    if msn is not None and not window.has_part(msn, part) and not window.ended:
+        refusal = _too_far_ahead(window, msn, part)
+        if refusal:
+            return _error(400, refusal)
+        limit = BLOCK_TARGETS * window.target_duration
+        if not await index.wait_for_part(stream, rendition, msn, part, timeout=limit):
+            # The draft's answer to a request that cannot be satisfied in time; hls.js
+            # retries the playlist after it.
+            return _error(503, "that part did not arrive in time")
+        window = await index.snapshot(stream, rendition)
+        if window is None:
+            return _error(404, "the broadcast is gone")
+        cache = BLOCKING_CACHE
+    elif msn is not None:
+        cache = BLOCKING_CACHE
+    body = render_media_playlist(
+        _playlist(window), low_latency=request.GET.get("ll") != "0", skip=skip
+    )
+    return _response(body, M3U8, "public, max-age=5" if window.ended else cache)
+
+
+def _too_far_ahead(window: RenditionWindow, msn: int, part: int | None) -> str | None:
+    """The draft's 400 rules: more than two segments ahead, or parts beyond the limit."""
+    last = window.segments[-1].msn if window.segments else (window.next_msn or 0) - 1
+    if msn > last + 2:
+        return f"_HLS_msn {msn} is too far ahead of {last}"
+    if part is not None and window.next_msn is not None and msn == window.next_msn:
+        # Advance Part Limit: 3 / PART-TARGET parts when PART-TARGET is under a second.
+        limit = max(3, int(3 / window.part_target))
+        if part > len(window.parts) - 1 + limit:
+            return f"_HLS_part {part} is too far ahead"
+    return None
+
+
+def _playlist(window: RenditionWindow) -> MediaPlaylist:
+    def part_uri(msn: int, index: int) -> str:
+        return f"part-{msn}.{index}.m4s"
+
+    segments = tuple(
+        Segment(
+            msn=s.msn,
+            duration=s.duration,
+            uri=s.url or f"seg-{s.msn}.m4s",
+            program_date_time=s.program_date_time,
+            parts=tuple(Part(p.duration, part_uri(p.msn, p.index), p.independent) for p in s.parts),
+            gap=s.gap,
+            discontinuity=s.discontinuity,
+        )
+        for s in window.segments
+    )
+    partial = tuple(Part(p.duration, part_uri(p.msn, p.index), p.independent) for p in window.parts)
+    next_msn = window.next_msn
+    preload = None
+    if next_msn is not None and not window.ended:
+        preload = part_uri(next_msn, len(window.parts))
+    return MediaPlaylist(
+        target_duration=window.target_duration,
+        part_target=window.part_target,
+        init_uri=window.init_url or f"init-{window.init_version}.mp4",
+        segments=segments,
+        partial=partial,
+        partial_program_date_time=window.current_program_date_time,
+        preload_uri=preload,
+        ended=window.ended,
+        discontinuity_sequence=window.discontinuity_sequence,
+        media_sequence=window.media_sequence,
+    )
+
+
+@require_GET
+@_checked
+async def init_segment(
+    request: HttpRequest, slug: str, session: int, rendition: str, version: int
+) -> HttpResponse:
+    data = await live_index().get_init(stream_name(session), rendition, version)
+    if data is None:
+        return _error(404, "no such init segment")
+    return _response(data, "video/mp4", IMMUTABLE)
+
+
+@require_GET
+@_checked
+async def part(
+    request: HttpRequest, slug: str, session: int, rendition: str, msn: int, index: int
+) -> HttpResponse:
+    live = live_index()
+    stream = stream_name(session)
+    data = await live.get_part(stream, rendition, msn, index)
+    if data is None:
+        # The preload hint names the next part before it exists: hold the request until
+        # it does (at most a few parts' time), as the draft asks of a server.
+        window = await live.snapshot(stream, rendition)
+        hinted = window is not None and window.next_msn == msn and index <= len(window.parts) + 1
+        if hinted and await live.wait_for_part(stream, rendition, msn, index, timeout=3.0):
+            data = await live.get_part(stream, rendition, msn, index)
+    if data is None:
+        return _error(404, "no such part", "public, max-age=1")
+    return _response(data, "video/mp4", IMMUTABLE)
+
+
+@require_GET
+@_checked
+async def segment(
+    request: HttpRequest, slug: str, session: int, rendition: str, msn: int
+) -> HttpResponse:
+    data = await live_index().get_segment(stream_name(session), rendition, msn)
+    if data is None:
+        return _error(404, "no such segment", "public, max-age=1")
+    return _response(data, "video/mp4", IMMUTABLE)
