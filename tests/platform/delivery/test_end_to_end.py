@@ -6,9 +6,9 @@ through the LL-HLS checker, with every URI fetched at the moment the playlist is
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import statistics
-import subprocess
 import time
 from urllib.parse import urljoin
 
@@ -72,9 +72,8 @@ def test_playlists_appear_within_3_s_and_every_one_obeys_ll_hls(platform_up) -> 
         waited, master = wait_for(f"{base}/live/demo/master.m3u8", 3.0)
         media_url = urljoin(f"{base}/live/demo/master.m3u8", master.text.split()[-1])
         waited_media, response = wait_for(media_url, 3.0 - waited)
-        print(
-            f"\nmultivariant after {waited:.2f} s, media playlist after {waited + waited_media:.2f} s"
-        )
+        total = waited + waited_media
+        print(f"\nmultivariant after {waited:.2f} s, media playlist after {total:.2f} s")
 
         def fetch(uri: str) -> bool:
             return requests.get(urljoin(media_url, uri), timeout=5).status_code == 200
@@ -108,7 +107,7 @@ def test_chromium_plays_the_watch_page_with_low_latency(platform_up) -> None:
         pytest.skip("chromium is not installed (./golive test installs it with apt)")
     from playwright.sync_api import sync_playwright
 
-    banner, base = platform_up
+    banner, _base = platform_up
     publisher = ffmpeg_publish(
         f"{banner['rtmp']}/{banner['key']}",
         frames=1500,
@@ -143,7 +142,7 @@ def test_chromium_plays_the_watch_page_with_low_latency(platform_up) -> None:
         assert qualities >= 2  # Auto plus the source rendition
         longest_stall = 0.0
         since = samples[0][0]
-        for (t0, c0, _), (t1, c1, _) in zip(samples, samples[1:], strict=False):
+        for (_t0, c0, _), (t1, c1, _) in itertools.pairwise(samples):
             if c1 > c0:
                 since = t1
             longest_stall = max(longest_stall, t1 - since)
