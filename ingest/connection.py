@@ -9,7 +9,9 @@ admitted, releasing its grant exactly once: nothing here can touch another conne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum, auto
@@ -98,6 +100,8 @@ class ConnectionLimits:
     max_commands_before_publish: int = 64
     max_streams_per_connection: int = 8
     failed_key_delay: float = 1.0  # the most a failed key is held before its answer
+    # Media waiting in the kernel before a read (see RtmpConnection._batch_reads); 0 = off.
+    read_batch_seconds: float = 0.05
 
 
 class _Phase(Enum):
@@ -159,6 +163,11 @@ class RtmpConnection:
         self._budget_start = 0.0
         self._budget_chunks = 0
         self._skipped = 0
+        self._deadline = 0.0
+        self._expired: _Stop | None = None
+        self._timed_out: _Stop | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._received_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -188,6 +197,8 @@ class RtmpConnection:
         self._writer.transport.abort()
 
     async def _finish(self, reason: EndReason) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self._writer.transport.abort()
         await self._end_publish(reason)
 
@@ -199,6 +210,7 @@ class RtmpConnection:
         grant, self.grant = self.grant, None
         if grant is None:
             return
+        self._batch_reads(0)  # commands again: every byte wakes us
         self._phase = _Phase.CONNECTED
         if self._sink is not None:
             try:
@@ -237,17 +249,29 @@ class RtmpConnection:
     # -- reading --------------------------------------------------------------------------
 
     async def _read(self, deadline: float, expired: _Stop) -> bytes:
-        timeout = deadline - self._loop.time()
-        if timeout <= 0:
+        # One watchdog timer per connection, re-armed lazily, instead of a timeout per
+        # read: a publisher's encoder writes each 4 KiB chunk on its own, so reads are
+        # frequent and a timer set and cancelled each time costs more than the parsing.
+        if deadline <= self._loop.time():
             raise expired
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self._reader.read(self._limits.read_size)
-        except TimeoutError:
-            raise expired from None
+        self._deadline, self._expired = deadline, expired
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+        data = await self._reader.read(self._limits.read_size)
+        if self._timed_out is not None:
+            raise self._timed_out
         if not data:
             raise _Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection")
+        self._received_at = time.time()
         return data
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if self._loop.time() >= self._deadline:
+            self._timed_out = self._expired
+            self._writer.transport.abort()  # the pending read returns at once
+        else:
+            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
 
     async def _handshake(self) -> None:
         handshake = ServerHandshake(timestamp=0)
@@ -478,7 +502,7 @@ class RtmpConnection:
             return  # media before an admitted publish is dropped, never buffered
         now = self._loop.time()
         self._last_media = now
-        received_at = time.time()
+        received_at = self._received_at
         if message.type_id == VIDEO:
             try:
                 tag = parse_video(message.payload)
@@ -578,10 +602,10 @@ class RtmpConnection:
         # The first beat comes soon, so the session row shows codec and resolution early.
         await asyncio.sleep(min(1.0, self._heartbeat_interval))
         while True:
+            health = self._health.snapshot(self._loop.time())
+            self._batch_reads(health.bitrate_kbps)
             try:
-                keep = await self._gatekeeper.heartbeat(
-                    grant, self._described(), self._health.snapshot(self._loop.time())
-                )
+                keep = await self._gatekeeper.heartbeat(grant, self._described(), health)
             except Exception:
                 log.exception("%s: heartbeat failed", self._label())
                 keep = True
@@ -589,6 +613,20 @@ class RtmpConnection:
                 self.stop(EndReason.FORCE_STOPPED)
                 return
             await asyncio.sleep(self._heartbeat_interval)
+
+    def _batch_reads(self, bitrate_kbps: float) -> None:
+        """Asks the kernel to wake us only once ~`read_batch_seconds` of media is waiting
+        (SO_RCVLOWAT). Encoders write each 4 KiB chunk separately; waking for each costs
+        more CPU than parsing it. The delay this adds is bounded by that batch time, and
+        the watermark is never above what the stream sends in it, so a stream that slows
+        down is not held back (re-tuned at every heartbeat)."""
+        sock = self._writer.get_extra_info("socket")
+        if sock is None or not hasattr(socket, "SO_RCVLOWAT"):
+            return
+        per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
+        watermark = max(1, min(per_batch, 64 * 1024))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, watermark)
 
     # -- writing --------------------------------------------------------------------------
 

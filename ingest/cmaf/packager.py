@@ -10,17 +10,27 @@ How the stream is cut (draft-pantos-hls-rfc8216bis 4.4.4.9, PROTOCOL-NOTES "LL-H
   sample goes into the part whose span holds its decode time.
 - A segment starts on a video key frame: at the first key frame at least
   ``min_segment_duration`` after the segment's start (every key frame, with OBS's 2 s GOP).
+  A GOP longer than ``max_segment_duration`` is cut anyway (see PackagerSettings). Without
+  video, segments are cut every ``audio_only_segment_duration``.
 - Parts are filled greedily: a sample joins the open part if the part then stays within
   the part target; otherwise the part is closed at that sample's decode time. So every
   part is <= the target, and > target minus one frame (>= 85 % when frames last at most
   15 % of the target: 30 fps allows targets from 0.222 s). A part is also closed as soon
   as a frame arrives that would, by the previous frame's duration, not fit while the part
   already holds >= 85 % of the target: one frame less latency, never a shorter part than
-  the rule allows. A segment's last part ends where the next key frame starts.
+  the rule allows (the previous frame's duration is read as the shorter of the last two:
+  millisecond timestamps make 30 fps frames 33 or 34 ms). A segment's last part ends
+  where the next key frame starts, and is exempt from the 85 %.
 - A sample's duration is the distance to the next sample of its track, so a part is
   closed only when the sample after its last one has arrived, and it is emitted only
   once the audio has caught up with its end (or the video has run ``max_audio_wait``
   beyond it): a part is never emitted before all its samples are in it.
+- A change of sequence headers (new encoder settings, a track appearing) starts a new
+  *generation* at the next key frame: the running segment ends there, a new init segment
+  is written, and the next segment carries ``discontinuity``.
+- Timelines: video in 90 kHz ticks (ms x 90), audio at its sample rate, with AAC frames
+  laid back to back (the ms timestamps only place them); a publisher's clock jumping
+  (back > 1 s, forward > 5 s) is smoothed over so decode times always increase.
 """
 
 from __future__ import annotations

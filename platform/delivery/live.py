@@ -12,7 +12,9 @@ from ingest.live_index import LiveIndex, open_live_index
 from .segment_store import SegmentStore
 
 SOURCE = "source"
-PART_TARGET = 1 / 3
+# 10 frames at 30 fps span 333 or 334 ms in RTMP's whole milliseconds: a 0.334 s target
+# keeps them in one part (1/3 would cut 9-frame parts of 0.3 s).
+PART_TARGET = 0.334
 # A blocking playlist request waits at most this many target durations (draft: 3).
 BLOCK_TARGETS = 3
 

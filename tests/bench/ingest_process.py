@@ -19,6 +19,7 @@ import sys
 
 from ingest.gatekeeper import EndReason, Grant, PublishRequest, StreamDescription
 from ingest.health import StreamHealth
+from ingest.runner import run
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import RecordingSink
 
@@ -98,9 +99,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--heartbeat-interval", type=float, default=2.0)
+    parser.add_argument("--plain-asyncio", action="store_true", help="not uvloop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    report = asyncio.run(serve(args.host, args.port, args.heartbeat_interval))
+    report = (asyncio.run if args.plain_asyncio else run)(
+        serve(args.host, args.port, args.heartbeat_interval)
+    )
     print(json.dumps(report), flush=True)
     return 0
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from golive.management.commands.up import host_port
+from ingest.runner import run
 from streams.broadcasts import end_orphaned_sessions
 from streams.ingest_runtime import build_ingest_server
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = host_port(options["rtmp"], 1935)
         end_orphaned_sessions(settings.GOLIVE_NODE_NAME)
-        asyncio.run(self.serve(host, port))
+        run(self.serve(host, port))
 
     async def serve(self, host: str, port: int) -> None:
         server = build_ingest_server()
