@@ -293,7 +293,10 @@ class RtmpConnection:
         while True:
             if data:
                 for message in self._chunks.feed(data):
-                    await self._handle(message)
+                    if message.type_id == VIDEO or message.type_id == AUDIO:
+                        self._media(message)  # the hot path: no coroutine per frame
+                    else:
+                        await self._handle(message)
                 # After handling, so a window size that arrived in this read applies to it.
                 self._account(len(data))
                 if self._stop_reason is not None:
