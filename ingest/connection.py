@@ -210,7 +210,6 @@ class RtmpConnection:
         grant, self.grant = self.grant, None
         if grant is None:
             return
-        self._batch_reads(0)  # commands again: every byte wakes us
         self._phase = _Phase.CONNECTED
         if self._sink is not None:
             try:
@@ -381,6 +380,7 @@ class RtmpConnection:
                 # The publish ends now; the connection stays until the client closes it
                 # (GStreamer sends deleteStream after FCUnpublish and fails if we hang up).
                 await self._end_publish(EndReason.PUBLISHER_STOPPED)
+                self._batch_reads(0)  # commands again: every byte wakes us
                 await self._on_status(
                     message.stream_id or MEDIA_STREAM_ID,
                     "status",
@@ -624,11 +624,11 @@ class RtmpConnection:
         the watermark is never above what the stream sends in it, so a stream that slows
         down is not held back (re-tuned at every heartbeat)."""
         sock = self._writer.get_extra_info("socket")
-        if sock is None or not hasattr(socket, "SO_RCVLOWAT"):
-            return
+        if sock is None or self._writer.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
+            return  # closed already (a connection ending), or not Linux
         per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
         watermark = max(1, min(per_batch, 64 * 1024))
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once closed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, watermark)
 
     # -- writing --------------------------------------------------------------------------

@@ -29,7 +29,11 @@
     stopPolling();
     if (window.Hls && window.Hls.isSupported()) {
       // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
-      const hls = new window.Hls({ lowLatencyMode: true, backBufferLength: 30 });
+      // maxLiveSyncPlaybackRate lets it play slightly fast to catch up after a stall or a
+      // late join, so latency returns to the target instead of staying where it fell.
+      const hls = new window.Hls({
+        lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5,
+      });
       player.hls = hls;
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
         fillQualities(hls.levels);

@@ -19,6 +19,7 @@ import requests
 from tests.conftest import REQUIRE_SERVICES, free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.ingest.hls.checker import check_media_playlist
+from tests.platform.delivery.browser import watch
 from tests.platform.golive.test_up import ROOT, stop, wait_until_serving
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -107,7 +108,7 @@ def test_cluster_configuration_serves_ll_hls_with_segments_from_s3(cluster_env) 
         base = f"http://127.0.0.1:{port}"
         wait_until_serving(f"{base}/healthz")
         publisher = ffmpeg_publish(
-            f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", frames=300, realtime=True, background=True
+            f"rtmp://127.0.0.1:{rtmp_port}/live/{key}", frames=450, realtime=True, background=True
         )
         deadline = time.monotonic() + 20
         media_url = None
@@ -132,6 +133,11 @@ def test_cluster_configuration_serves_ll_hls_with_segments_from_s3(cluster_env) 
         assert s3_segments, "no complete segment listed"
         assert all(uri.startswith(f"{s3_url}/{bucket}/live/") for uri in s3_segments), s3_segments
         assert previous.map_uri.startswith(f"{s3_url}/{bucket}/")
+        # And a browser plays it, segments from S3 included.
+        playback = watch(f"{base}/c/demo", seconds=4)
+        assert playback.advanced > 3
+        assert playback.longest_stall <= 1.0
+        print(f"\ncluster mode latency: {playback.latency_summary()}")
         publisher.communicate(timeout=30)
         # The recording became a VOD playlist in the bucket, playable from start to end.
         vod = f"{s3_url}/{bucket}/live/{media_url.split('/')[-3]}/source/vod.m3u8"
@@ -156,6 +162,6 @@ def test_cluster_configuration_serves_ll_hls_with_segments_from_s3(cluster_env) 
             text=True,
             timeout=60,
         )
-        assert set(probe.stdout.split()) == {"300"}, probe.stderr
+        assert set(probe.stdout.split()) == {"450"}, probe.stderr
     finally:
         stop(process)

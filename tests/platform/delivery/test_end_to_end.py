@@ -6,8 +6,6 @@ through the LL-HLS checker, with every URI fetched at the moment the playlist is
 
 from __future__ import annotations
 
-import itertools
-import shutil
 import statistics
 import time
 from urllib.parse import urljoin
@@ -18,6 +16,7 @@ import requests
 from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.ingest.hls.checker import check_media_playlist
+from tests.platform.delivery.browser import watch
 from tests.platform.golive.test_up import start, stop
 
 pytestmark = pytest.mark.slow
@@ -103,11 +102,7 @@ def test_playlists_appear_within_3_s_and_every_one_obeys_ll_hls(platform_up) -> 
 
 
 def test_chromium_plays_the_watch_page_with_low_latency(platform_up) -> None:
-    if shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed (./golive test installs it with apt)")
-    from playwright.sync_api import sync_playwright
-
-    banner, _base = platform_up
+    banner, _ = platform_up
     publisher = ffmpeg_publish(
         f"{banner['rtmp']}/{banner['key']}",
         frames=1500,
@@ -116,54 +111,17 @@ def test_chromium_plays_the_watch_page_with_low_latency(platform_up) -> None:
         background=True,
     )
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
-            )
-            page = browser.new_page()
-            # The page opens before the stream is up, so the offline state must pick it up.
-            page.goto(banner["watch"])
-            page.wait_for_function(
-                "window.golivePlayer && window.golivePlayer.video.currentTime > 0", timeout=30_000
-            )
-            samples: list[tuple[float, float, float | None]] = []
-            started = time.monotonic()
-            while time.monotonic() - started < 20:
-                current, latency = page.evaluate(
-                    "[window.golivePlayer.video.currentTime, window.golivePlayer.latency()]"
-                )
-                samples.append((time.monotonic(), current, latency))
-                time.sleep(0.2)
-            badge_visible = page.is_visible("#live-badge")
-            qualities = page.eval_on_selector_all("#quality option", "o => o.length")
-            page.screenshot(path=str(_artifact("watch-page.png")))
-            browser.close()
-        assert badge_visible
-        assert qualities >= 2  # Auto plus the source rendition
-        longest_stall = 0.0
-        since = samples[0][0]
-        for (_t0, c0, _), (t1, c1, _) in itertools.pairwise(samples):
-            if c1 > c0:
-                since = t1
-            longest_stall = max(longest_stall, t1 - since)
-        assert samples[-1][1] - samples[0][1] > 18, "playback did not advance with the clock"
-        assert longest_stall <= 1.0, f"playback stalled for {longest_stall:.1f} s"
-        latencies = [latency for _, _, latency in samples if latency is not None]
-        assert latencies, "no program-date-time on screen"
-        median = statistics.median(latencies)
-        print(
-            f"\ningest-to-screen latency: median {median:.2f} s, "
-            f"p95 {statistics.quantiles(latencies, n=20)[-1]:.2f} s over {len(latencies)} samples"
-        )
-        assert median < 5  # the aim (1.5 s) is the benchmark's to report, not a timed test's
+        # The page opens before the stream is up: its offline state must pick it up.
+        playback = watch(banner["watch"], seconds=20, screenshot="watch-page.png")
     finally:
         publisher.kill()
         publisher.communicate()
-
-
-def _artifact(name: str):
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[3] / "var" / "test-artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / name
+    assert playback.badge_visible
+    assert playback.qualities >= 2  # Auto plus the source rendition
+    assert playback.advanced > 18, "playback did not advance with the clock"
+    assert playback.longest_stall <= 1.0, f"playback stalled for {playback.longest_stall:.1f} s"
+    assert playback.latencies, "no program-date-time on screen"
+    print(f"\ningest-to-screen latency: {playback.latency_summary()}")
+    # The aim (1.5 s) is the benchmark's to report; a timed test only catches a regression.
+    assert statistics.median(playback.latencies) < 5
+    assert not playback.errors, playback.errors
