@@ -23,8 +23,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     database = settings.DATABASES["default"]
     engine = database["ENGINE"].rsplit(".", 1)[-1]
     where = f"{database.get('HOST') or 'local'}:{database.get('PORT') or '-'}"
-    lines = [f"golive database: {engine} at {where} (test database test_{database['NAME']})"
-             if engine == "postgresql" else f"golive database: {engine} (file-less test DB)"]
+    lines = [
+        f"golive database: {engine} at {where} (test database test_{database['NAME']})"
+        if engine == "postgresql"
+        else f"golive database: {engine} (file-less test DB)"
+    ]
     lines.append(f"golive redis: {settings.REDIS_URL or 'not configured (in-memory)'}")
     if REQUIRE_SERVICES and engine != "postgresql":
         raise pytest.UsageError("GOLIVE_REQUIRE_SERVICES=1 but DATABASE_URL is not PostgreSQL")
@@ -123,6 +126,28 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def create_bucket(endpoint: str, *, cors: bool = False) -> str:
+    """A fresh bucket on the S3 server at ``endpoint``; ``cors`` lets browsers read it."""
+    import uuid
+
+    import boto3
+
+    bucket = f"segments-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket=bucket)
+    if cors:
+        # Players fetch segments from the bucket across origins: it needs a CORS rule.
+        rule = {"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"]}
+        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [rule]})
+    return bucket
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,10 @@ import time
 import uuid
 from urllib.parse import urljoin
 
-import boto3
 import pytest
 import requests
 
-from tests.conftest import REQUIRE_SERVICES, free_port
+from tests.conftest import REQUIRE_SERVICES, create_bucket, free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.ingest.hls.checker import check_media_playlist
 from tests.platform.delivery.browser import watch
@@ -49,14 +48,7 @@ def cluster_env(s3_server, tmp_path):
     database = f"golive_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
         admin.execute(f'create database "{database}"')
-    bucket = f"segments-{uuid.uuid4().hex[:8]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    bucket = create_bucket(s3_server, cors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLIVE_", "S3_"))}
     env.update(
         DATABASE_URL=f"{POSTGRES}/{database}",

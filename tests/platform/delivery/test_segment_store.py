@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
-import boto3
 import pytest
 import requests
 from django.core.files.storage import FileSystemStorage
 
 from delivery.segment_store import IMMUTABLE, SegmentStore, SegmentStoreError
 from delivery.storage import SegmentS3Storage
+from tests.conftest import create_bucket
 
 
 @pytest.fixture(params=["filesystem", "s3"])
@@ -19,14 +17,7 @@ def store(request, tmp_path) -> SegmentStore:
         storage = FileSystemStorage(location=tmp_path, base_url="/media/hls/", allow_overwrite=True)
         return SegmentStore(storage, sleep=lambda _: None)
     endpoint = request.getfixturevalue("s3_server")
-    bucket = f"segments-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    bucket = create_bucket(endpoint)
     storage = SegmentS3Storage(
         bucket_name=bucket,
         endpoint_url=endpoint,
@@ -68,14 +59,7 @@ def test_deleting_a_tree_removes_everything_under_it_and_nothing_else(store) -> 
 
 def test_s3_segments_are_fetched_over_http_with_immutable_caching(request) -> None:
     endpoint = request.getfixturevalue("s3_server")
-    bucket = f"segments-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    bucket = create_bucket(endpoint)
     store = SegmentStore(
         SegmentS3Storage(
             bucket_name=bucket,
