@@ -34,6 +34,7 @@ from ingest.codecs import (
     parse_opus_head,
     parse_video_config,
 )
+from ingest.codecs.audio import AAC_SAMPLING_FREQUENCIES
 from ingest.codecs.bits import BitReader
 from ingest.sink import TrackKind
 
@@ -228,21 +229,6 @@ def audio_format(track_id: int, codec: str, record: bytes) -> TrackFormat:
     )
 
 
-_AAC_RATES = (
-    96000,
-    88200,
-    64000,
-    48000,
-    44100,
-    32000,
-    24000,
-    22050,
-    16000,
-    12000,
-    11025,
-    8000,
-    7350,
-)
 # Object types whose GASpecificConfig starts with frameLengthFlag (1024 or 960 samples).
 _AAC_GENERAL_AUDIO = frozenset({1, 2, 3, 4, 6, 7, 17, 19, 20, 21, 22, 23})
 
@@ -259,9 +245,9 @@ def _aac_core(record: bytes) -> tuple[int, int]:
         index = r.u(4)
         if index == 15:
             return r.u(24)
-        if index >= len(_AAC_RATES):
+        if index >= len(AAC_SAMPLING_FREQUENCIES):
             raise CodecConfigError(f"reserved samplingFrequencyIndex {index}")
-        return _AAC_RATES[index]
+        return AAC_SAMPLING_FREQUENCIES[index]
 
     aot = object_type()
     core_rate = rate()

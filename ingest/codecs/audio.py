@@ -16,7 +16,8 @@ _AOT_GENERAL_AUDIO_PLAIN = frozenset({1, 2, 3, 4, 6, 7})
 _SYNC_EXTENSION_SBR = 0x2B7
 _SYNC_EXTENSION_PS = 0x548
 
-_SAMPLING_FREQUENCIES = (
+# ISO/IEC 14496-3 samplingFrequencyIndex; shared with the fMP4 writer.
+AAC_SAMPLING_FREQUENCIES = (
     96000,
     88200,
     64000,
@@ -103,9 +104,9 @@ def _read_frequency(r: BitReader) -> int:
         if frequency == 0:
             raise CodecConfigError("explicit sampling frequency of 0 Hz")
         return frequency
-    if index >= len(_SAMPLING_FREQUENCIES):
+    if index >= len(AAC_SAMPLING_FREQUENCIES):
         raise CodecConfigError(f"reserved samplingFrequencyIndex {index}")
-    return _SAMPLING_FREQUENCIES[index]
+    return AAC_SAMPLING_FREQUENCIES[index]
 
 
 def _skip_ga_specific_config(r: BitReader, aot: int, channel_configuration: int) -> int | None:
