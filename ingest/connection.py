@@ -13,9 +13,11 @@ import contextlib
 import logging
 import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum, auto
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from ingest.codecs import CodecConfigError, parse_audio_config, parse_video_config
 from ingest.gatekeeper import (
@@ -27,7 +29,7 @@ from ingest.gatekeeper import (
     RefusalCode,
     StreamDescription,
 )
-from ingest.health import HealthMeter
+from ingest.health import HealthMeter, StreamHealth
 from ingest.protocol import (
     UNDEFINED,
     Acknowledgement,
@@ -55,14 +57,20 @@ from ingest.protocol import (
     decode_data,
     encode_command,
     encode_control,
+    find_coded_video,
+    is_raw_aac,
     parse_audio,
     parse_video,
 )
+from ingest.protocol.flv import LEGACY_AAC_HEADER_SIZE, LEGACY_VIDEO_HEADER_SIZE
 from ingest.protocol.handshake import ServerHandshake
 from ingest.sink import MediaPacket, MediaSink, SinkFactory, TrackKind
 from ingest.throttle import FailedKeyThrottle
 
 log = logging.getLogger(__name__)
+
+# Releases of admissions that answered after their publisher was told to retry.
+_LATE_RELEASES: set[asyncio.Future[None]] = set()
 
 # Message types (RTMP spec 5.4, 7.1).
 AUDIO, VIDEO, DATA_AMF3, COMMAND_AMF3, DATA_AMF0, COMMAND_AMF0, AGGREGATE = 8, 9, 15, 17, 18, 20, 22
@@ -82,6 +90,7 @@ _VIDEO_FOURCC = {
     VideoCodec.VP9: "vp09",
 }
 _AUDIO_FOURCC = {AudioCodec.AAC: "mp4a", AudioCodec.OPUS: "Opus"}
+_AAC = AudioCodec.AAC.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +100,10 @@ class ConnectionLimits:
     handshake_timeout: float = 5.0
     publish_timeout: float = 10.0  # from the end of the handshake to an admitted publish
     media_timeout: float = 10.0  # longest silence from an admitted publisher
+    # Longest wait for the platform's answer to a publish (not counted against the peer's
+    # publish_timeout): past it the publisher is told to retry, not silently dropped.
+    admit_timeout: float = 15.0
     write_timeout: float = 10.0
-    read_size: int = 64 * 1024
     chunk: ChunkLimits = field(default_factory=ChunkLimits)
     # Parse budget: a sustained chunk rate above this (chunks a second, averaged over
     # ~2 s) closes the connection. OBS at 4 KiB chunks and 20 Mb/s sends ~700 a second.
@@ -119,13 +130,20 @@ class _Stop(Exception):
         self.reason = reason
 
 
-class RtmpConnection:
+class RtmpConnection(asyncio.Protocol):
+    """One publisher's connection, as the event loop's protocol for its socket.
+
+    Bytes are parsed the moment they arrive (`data_received`), and media goes to the sink
+    right there: no task wakes up per read. Commands, which await the gatekeeper or the
+    socket, run in the connection's task (`run`), strictly in arrival order: from the first
+    command of a read until the task has handled it and what followed it, reading pauses,
+    so nothing piles up in memory and nothing overtakes a command. `run` ends the
+    connection: by its own socket closing and, if it was admitted, one release.
+    """
+
     def __init__(
         self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
         *,
-        peer_ip: str,
         node: str,
         gatekeeper: Gatekeeper,
         sink_factory: SinkFactory,
@@ -133,10 +151,12 @@ class RtmpConnection:
         limits: ConnectionLimits,
         allowed_apps: frozenset[str],
         heartbeat_interval: float,
+        on_open: Callable[[RtmpConnection], None],
     ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.peer_ip = peer_ip
+        """`on_open(connection)` is called once the socket is connected and `peer_ip` is
+        known; it either starts `run` in a task or calls `refuse`."""
+        self.peer_ip = "?"
+        self._on_open = on_open
         self._node = node
         self._gatekeeper = gatekeeper
         self._sink_factory = sink_factory
@@ -145,6 +165,9 @@ class RtmpConnection:
         self._allowed_apps = allowed_apps
         self._heartbeat_interval = heartbeat_interval
         self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._handshake: ServerHandshake | None = ServerHandshake(timestamp=0)
+        self._handshake_deadline = self._loop.time() + limits.handshake_timeout
         self._chunks = ChunkReader(limits.chunk)
         self._out = ChunkWriter()
         self._ack = AckTracker(SERVER_WINDOW)
@@ -164,18 +187,24 @@ class RtmpConnection:
         self._budget_start = 0.0
         self._budget_chunks = 0
         self._skipped = 0
-        self._deadline = 0.0
-        self._expired: _Stop | None = None
-        self._timed_out: _Stop | None = None
+        # Messages the task must handle, in order, and whether it is at it (then reading
+        # is paused and bytes counted in `_unaccounted` wait for `_account`).
+        self._backlog: deque[Message] = deque()
+        self._busy = False
+        self._unaccounted = 0
+        # Why the connection ends, once known: raised in the task when its backlog is done.
+        self._ended: Exception | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self._watchdog: asyncio.TimerHandle | None = None
-        self._received_at = 0.0
+        self._now = 0.0  # the event loop's time at the read being handled
+        self._received_at = 0.0  # the wall clock at that read, for program-date-time
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
         reason = EndReason.CONNECTION_LOST
         try:
-            await self._handshake()
             await self._serve()
         except _Stop as stop:
             reason = stop.reason
@@ -183,7 +212,7 @@ class RtmpConnection:
         except ProtocolError as error:
             reason = EndReason.PROTOCOL_ERROR
             log.info("%s: protocol error: %s", self._label(), error)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        except (ConnectionError, OSError):
             reason = EndReason.CONNECTION_LOST
         except asyncio.CancelledError:
             reason = self._stop_reason or EndReason.SERVER_SHUTDOWN
@@ -195,12 +224,28 @@ class RtmpConnection:
         """Ends the connection from outside (shutdown, force stop). Idempotent."""
         if self._stop_reason is None:
             self._stop_reason = reason
-        self._writer.transport.abort()
+        self._end(_Stop(reason, "stopped"))
+        self._abort()
+
+    def refuse(self) -> None:
+        """Closes a connection that will never be served (no task runs for it)."""
+        self._ended = _Stop(EndReason.CONNECTION_LOST, "refused")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._abort()
+
+    def set_no_delay(self) -> None:
+        """Our answers are small and awaited by the publisher: no Nagle delay."""
+        sock = self._transport.get_extra_info("socket") if self._transport else None
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     async def _finish(self, reason: EndReason) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._writer.transport.abort()
+            self._watchdog = None
+        self._abort()
         await self._end_publish(reason)
 
     async def _end_publish(self, reason: EndReason) -> None:
@@ -246,70 +291,168 @@ class RtmpConnection:
         channel = self.grant.channel if self.grant else "-"
         return f"rtmp {self.peer_ip} [{channel}]"
 
+    # -- the socket's events (asyncio.Protocol) --------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not an asyncio.Transport subclass).
+        self._transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        self._arm_watchdog()
+        self._on_open(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ended is not None:
+            return  # ending: the task closes the socket
+        try:
+            if self._handshake is not None:
+                data = self._shake(data)
+                if not data:
+                    return
+            self._receive(data)
+        except Exception as error:  # the task ends the connection and logs what it must
+            self._end(error)
+
+    def eof_received(self) -> bool:
+        # Half-closed: the task still answers what came before (GStreamer's deleteStream),
+        # then closes the socket.
+        self._end(_Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection"), drain=True)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # What arrived before still counts (an FCUnpublish right before a reset); commands
+        # in it that want to answer find the socket gone and end the connection there.
+        if exc is None:
+            exc = _Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection")
+        self._end(exc, drain=True)
+        self._resume_writing_waiter()
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._resume_writing_waiter()
+
     # -- reading --------------------------------------------------------------------------
 
-    async def _read(self, deadline: float, expired: _Stop) -> bytes:
-        # One watchdog timer per connection, re-armed lazily, instead of a timeout per
-        # read: a publisher's encoder writes each 4 KiB chunk on its own, so reads are
-        # frequent and a timer set and cancelled each time costs more than the parsing.
-        if deadline <= self._loop.time():
-            raise expired
-        self._deadline, self._expired = deadline, expired
-        if self._watchdog is None:
-            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
-        data = await self._reader.read(self._limits.read_size)
-        if self._timed_out is not None:
-            raise self._timed_out
-        if not data:
-            raise _Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection")
+    def _shake(self, data: bytes) -> bytes:
+        """Feeds the handshake; returns the bytes after it once it is done, else b""."""
+        assert self._handshake is not None
+        assert self._transport is not None
+        reply = self._handshake.feed(data)
+        if reply:
+            self._transport.write(reply)
+        if not self._handshake.done:
+            return b""
+        leftover = self._handshake.leftover
+        self._handshake = None
+        now = self._loop.time()
+        self._publish_deadline = now + self._limits.publish_timeout
+        self._budget_start = now
+        return leftover
+
+    def _receive(self, data: bytes) -> None:
+        messages = self._chunks.feed(data)
         self._received_at = time.time()
-        return data
+        if self._busy:
+            # A command is being handled (reading was paused, these bytes were on their
+            # way): everything waits its turn behind it.
+            self._backlog.extend(messages)
+            self._unaccounted += len(data)
+            return
+        self._now = self._loop.time()
+        for index, message in enumerate(messages):
+            type_id = message.type_id
+            if type_id in (VIDEO, AUDIO):
+                self._media(message)  # the hot path: no task, no coroutine per frame
+            elif type_id in (COMMAND_AMF0, COMMAND_AMF3):
+                self._backlog.extend(messages[index:])
+                self._unaccounted += len(data)
+                self._hand_over()
+                return
+            else:
+                self._dispatch(message)
+        # After handling, so a window size that arrived in this read applies to it.
+        self._account(len(data))
+
+    def _hand_over(self) -> None:
+        """The task takes the backlog; reading pauses until it is done."""
+        self._busy = True
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self._wake()
+
+    async def _serve(self) -> None:
+        while True:
+            while self._backlog:
+                message = self._backlog.popleft()
+                self._now = self._loop.time()
+                if message.type_id in (COMMAND_AMF0, COMMAND_AMF3):
+                    await self._command(message)
+                else:
+                    self._dispatch(message)
+            if self._busy:
+                self._busy = False
+                unaccounted, self._unaccounted = self._unaccounted, 0
+                self._account(unaccounted)
+                transport = self._transport
+                if self._ended is None and transport is not None and not transport.is_closing():
+                    transport.resume_reading()
+                    self._arm_watchdog()
+            if self._ended is not None:
+                raise self._ended
+            self._wakeup = self._loop.create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _end(self, error: Exception, *, drain: bool = False) -> None:
+        """Records why the connection ends (the first reason stands) and wakes the task.
+        With `drain`, the task first handles what was received before (an orderly close)."""
+        if self._ended is None:
+            self._ended = error
+        if not drain:
+            self._backlog.clear()
+        self._wake()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm_watchdog(self) -> None:
+        # One timer per connection, re-armed only when it fires, instead of a timeout per
+        # read: reads are frequent, and a timer set and cancelled each time costs more.
+        if self._watchdog is None:
+            self._check_deadline()
 
     def _check_deadline(self) -> None:
         self._watchdog = None
-        if self._loop.time() >= self._deadline:
-            self._timed_out = self._expired
-            self._writer.transport.abort()  # the pending read returns at once
+        if self._ended is not None or self._busy:
+            return  # ending, or the task is handling a command and re-arms when done
+        if self._handshake is not None:
+            deadline = self._handshake_deadline
+            expired = (EndReason.PROTOCOL_ERROR, "handshake not completed in time")
+        elif self._phase is _Phase.PUBLISHING:
+            deadline = self._last_media + self._limits.media_timeout
+            expired = (EndReason.NO_MEDIA, "no media received in time")
         else:
-            self._watchdog = self._loop.call_at(self._deadline, self._check_deadline)
-
-    async def _handshake(self) -> None:
-        handshake = ServerHandshake(timestamp=0)
-        deadline = self._loop.time() + self._limits.handshake_timeout
-        expired = _Stop(EndReason.PROTOCOL_ERROR, "handshake not completed in time")
-        while not handshake.done:
-            reply = handshake.feed(await self._read(deadline, expired))
-            if reply:
-                self._writer.write(reply)
-                await self._drain()
-        self._pending = handshake.leftover
-
-    async def _serve(self) -> None:
-        self._publish_deadline = self._loop.time() + self._limits.publish_timeout
-        no_publish = _Stop(EndReason.PROTOCOL_ERROR, "no publish within the time allowed")
-        no_media = _Stop(EndReason.NO_MEDIA, "no media received in time")
-        self._budget_start = self._loop.time()
-        data = self._pending
-        while True:
-            if data:
-                for message in self._chunks.feed(data):
-                    if message.type_id == VIDEO or message.type_id == AUDIO:
-                        self._media(message)  # the hot path: no coroutine per frame
-                    else:
-                        await self._handle(message)
-                # After handling, so a window size that arrived in this read applies to it.
-                self._account(len(data))
-                if self._stop_reason is not None:
-                    raise _Stop(self._stop_reason, "stopped")
-                # Let other connections run even if this peer's bytes never stop coming.
-                await asyncio.sleep(0)
-            if self._phase is _Phase.PUBLISHING:
-                data = await self._read(self._last_media + self._limits.media_timeout, no_media)
-            else:
-                data = await self._read(self._publish_deadline, no_publish)
+            deadline = self._publish_deadline
+            expired = (EndReason.PROTOCOL_ERROR, "no publish within the time allowed")
+        if self._loop.time() >= deadline:
+            self._end(_Stop(*expired))
+            self._abort()
+        else:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
 
     def _account(self, size: int) -> None:
-        now = self._loop.time()
+        now = self._now
         if self._phase is _Phase.PUBLISHING:
             self._health.add_bytes(size, now)
         due = self._ack.update(self._chunks.bytes_received)
@@ -326,12 +469,11 @@ class RtmpConnection:
 
     # -- messages -------------------------------------------------------------------------
 
-    async def _handle(self, message: Message) -> None:
+    def _dispatch(self, message: Message) -> None:
+        """Any message but a command."""
         type_id = message.type_id
         if type_id in (VIDEO, AUDIO):
             self._media(message)
-        elif type_id in (COMMAND_AMF0, COMMAND_AMF3):
-            await self._command(message)
         elif type_id in (DATA_AMF0, DATA_AMF3):
             self._data(message)
         elif type_id in CONTROL_TYPES:
@@ -339,7 +481,7 @@ class RtmpConnection:
         elif type_id == AGGREGATE:
             for part in _split_aggregate(message):
                 if part.type_id in (AUDIO, VIDEO, DATA_AMF0):
-                    await self._handle(part)
+                    self._dispatch(part)
         elif type_id in SHARED_OBJECT_TYPES:
             pass  # shared objects are a Flash Media Server feature; nobody publishes with them
         else:
@@ -459,7 +601,7 @@ class RtmpConnection:
                     retry_after=blocked_for,
                 ),
             )
-        outcome = await self._gatekeeper.admit(
+        outcome = await self._admit(
             PublishRequest(app=self._app, key=key, peer_ip=self.peer_ip, node=self._node)
         )
         del key
@@ -486,6 +628,37 @@ class RtmpConnection:
         self._heartbeat_task = asyncio.ensure_future(self._heartbeats(outcome))
         log.info("%s: publishing (session %d)", self._label(), outcome.session_id)
 
+    async def _admit(self, request: PublishRequest) -> Grant | Refusal:
+        """The platform's answer, within `admit_timeout`. The peer's own deadline waits
+        meanwhile (the watchdog holds off while a command is in progress): a platform busy
+        deciding a thousand publishes at once is not the publisher's fault. An answer that
+        comes too late is released at once."""
+        limit = self._limits.admit_timeout
+        admission = asyncio.ensure_future(self._gatekeeper.admit(request))
+        try:
+            async with asyncio.timeout(limit):
+                return await asyncio.shield(admission)
+        except TimeoutError:
+            admission.add_done_callback(self._release_late_grant)
+            log.warning("%s: no admission answer within %.0f s", self._label(), limit)
+            return Refusal(
+                RefusalCode.REJECTED, "busy",
+                "golive could not check your stream key in time: try again in a minute.",
+                retry_after=60,
+            )
+
+    def _release_late_grant(self, admission: asyncio.Future[Grant | Refusal]) -> None:
+        if admission.cancelled() or admission.exception() is not None:
+            return
+        grant = admission.result()
+        if isinstance(grant, Grant):
+            release = self._gatekeeper.release(
+                grant, EndReason.CONNECTION_LOST, StreamDescription(), StreamHealth()
+            )
+            task = asyncio.ensure_future(release)
+            _LATE_RELEASES.add(task)
+            task.add_done_callback(_LATE_RELEASES.discard)
+
     async def _refuse(self, stream_id: int, refusal: Refusal) -> NoReturn:
         await self._on_status(stream_id, "error", refusal.code.value, refusal.description)
         raise _Stop(EndReason.PROTOCOL_ERROR, f"publish refused: {refusal.reason}")
@@ -502,11 +675,51 @@ class RtmpConnection:
                 self._sink.metadata(dict(metadata))
 
     def _media(self, message: Message) -> None:
-        if self._phase is not _Phase.PUBLISHING or self._sink is None:
+        sink = self._sink
+        if self._phase is not _Phase.PUBLISHING or sink is None:
             return  # media before an admitted publish is dropped, never buffered
-        now = self._loop.time()
+        now = self._now
         self._last_media = now
         received_at = self._received_at
+        payload = message.payload
+        # The fast path first: what OBS and FFmpeg send for nearly every frame.
+        if message.type_id == VIDEO:
+            coded = find_coded_video(payload)
+            if coded is not None:
+                codec, keyframe, composition = coded
+                self._health.video(message.timestamp, keyframe, now)
+                sink.media(
+                    MediaPacket(
+                        TrackKind.VIDEO,
+                        codec.value,
+                        message.timestamp,
+                        memoryview(payload)[LEGACY_VIDEO_HEADER_SIZE:],
+                        keyframe,
+                        False,
+                        composition,
+                        received_at,
+                    )
+                )
+                return
+        elif is_raw_aac(payload):
+            self._health.audio()
+            sink.media(
+                MediaPacket(
+                    TrackKind.AUDIO,
+                    _AAC,
+                    message.timestamp,
+                    memoryview(payload)[LEGACY_AAC_HEADER_SIZE:],
+                    False,
+                    False,
+                    0,
+                    received_at,
+                )
+            )
+            return
+        self._media_tag(message, sink, now, received_at)
+
+    def _media_tag(self, message: Message, sink: MediaSink, now: float, received_at: float) -> None:
+        """Any audio or video body, through the complete FLV parser."""
         if message.type_id == VIDEO:
             try:
                 tag = parse_video(message.payload)
@@ -518,7 +731,7 @@ class RtmpConnection:
             # A multitrack tag carries its first track at the top level: that one is used.
             if tag.packet_type is VideoPacketType.SEQUENCE_START:
                 self._video_config(tag.codec, tag.data)
-                self._sink.media(
+                sink.media(
                     MediaPacket(
                         TrackKind.VIDEO,
                         tag.codec.value,
@@ -531,7 +744,7 @@ class RtmpConnection:
             elif tag.packet_type in (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X):
                 keyframe = tag.is_keyframe
                 self._health.video(message.timestamp, keyframe, now)
-                self._sink.media(
+                sink.media(
                     MediaPacket(
                         TrackKind.VIDEO,
                         tag.codec.value,
@@ -556,7 +769,7 @@ class RtmpConnection:
                 sequence_header = False
             else:
                 return
-            self._sink.media(
+            sink.media(
                 MediaPacket(
                     TrackKind.AUDIO,
                     audio.codec.value,
@@ -624,9 +837,12 @@ class RtmpConnection:
         more CPU than parsing it. The delay this adds is bounded by that batch time, and
         the watermark is never above what the stream sends in it, so a stream that slows
         down is not held back (re-tuned at every heartbeat)."""
-        sock = self._writer.get_extra_info("socket")
-        if sock is None or self._writer.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
+        transport = self._transport
+        if transport is None or transport.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
             return  # closed already (a connection ending), or not Linux
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
         per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
         watermark = max(1, min(per_batch, 64 * 1024))
         with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once closed
@@ -635,9 +851,10 @@ class RtmpConnection:
     # -- writing --------------------------------------------------------------------------
 
     def _send_control(self, control: ControlMessage) -> None:
-        if self._writer.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return  # the peer is gone; writing on would only fill asyncio's warning log
-        self._writer.write(self._out.encode(encode_control(control)))
+        transport.write(self._out.encode(encode_control(control)))
 
     async def _send_command(self, name: str, txn: float, obj: AmfValue, *args: AmfValue) -> None:
         payload = encode_command(name, txn, obj, *args)
@@ -648,17 +865,27 @@ class RtmpConnection:
         await self._write(Message(5, COMMAND_AMF0, stream_id, 0, payload))
 
     async def _write(self, message: Message) -> None:
-        if self._writer.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
             raise _Stop(EndReason.CONNECTION_LOST, "peer went away")
-        self._writer.write(self._out.encode(message))
+        transport.write(self._out.encode(message))
         await self._drain()
 
     async def _drain(self) -> None:
+        """Waits while the transport's buffer is above its high-water mark."""
+        writable = self._writable
+        if writable is None:
+            return
         try:
             async with asyncio.timeout(self._limits.write_timeout):
-                await self._writer.drain()
+                await asyncio.shield(writable)
         except TimeoutError:
             raise _Stop(EndReason.CONNECTION_LOST, "peer stopped reading") from None
+
+    def _resume_writing_waiter(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
 
 def _status(level: str, code: str, description: str) -> dict[str, AmfValue]:

@@ -24,6 +24,12 @@ class EndReason(StrEnum):
     SERVER_SHUTDOWN = "server_shutdown"
     FORCE_STOPPED = "force_stopped"
 
+    @property
+    def resumable(self) -> bool:
+        """Whether the streamer may reconnect into the same session for a grace period:
+        yes when the publisher left or was cut off, no when we ended it."""
+        return self not in (EndReason.SERVER_SHUTDOWN, EndReason.FORCE_STOPPED)
+
 
 class RefusalCode(StrEnum):
     """The onStatus code a refusal is sent with: OBS reacts the same way to both."""
@@ -43,12 +49,15 @@ class PublishRequest:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An admitted publish. ``session_id`` names the platform's live session row."""
+    """An admitted publish. ``session_id`` names the platform's live session row;
+    ``resumed`` says it continues a session whose publisher reconnected within the grace
+    period (the media sink carries on where the last connection stopped)."""
 
     session_id: int
     channel: str
     partner: bool = False
     transcode: bool = True
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,32 +59,14 @@ class IngestServer:
         return list(self._connections.values())
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
-        self._server = await asyncio.start_server(
-            self._accept,
-            host,
-            port,
-            reuse_address=True,
-            limit=self.config.limits.read_size,
-            backlog=1024,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_connection, host, port, reuse_address=True, backlog=1024
         )
         log.info("RTMP ingest listening on %s:%d", *self.address)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        ip = peer[0] if peer else "?"
-        refusal = self._counter.try_open(ip)
-        if refusal is not None:
-            self.refused_connections += 1
-            log.warning("refusing RTMP connection from %s: %s", ip, refusal)
-            writer.transport.abort()
-            return
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = RtmpConnection(
-            reader,
-            writer,
-            peer_ip=ip,
+    def _new_connection(self) -> RtmpConnection:
+        return RtmpConnection(
             node=self.config.node,
             gatekeeper=self._gatekeeper,
             sink_factory=self._sink_factory,
@@ -92,20 +74,34 @@ class IngestServer:
             limits=self.config.limits,
             allowed_apps=self.config.allowed_apps,
             heartbeat_interval=self.config.heartbeat_interval,
+            on_open=self._open,
         )
-        task = asyncio.current_task()
-        assert task is not None
+
+    def _open(self, connection: RtmpConnection) -> None:
+        ip = connection.peer_ip
+        refusal = self._counter.try_open(ip)
+        if refusal is not None:
+            self.refused_connections += 1
+            log.warning("refusing RTMP connection from %s: %s", ip, refusal)
+            connection.refuse()
+            return
+        connection.set_no_delay()
+        task = asyncio.ensure_future(self._serve(connection))
         self._connections[task] = connection
+
+    async def _serve(self, connection: RtmpConnection) -> None:
         try:
             await connection.run()
         except asyncio.CancelledError:
             pass
         except Exception:
             # A bug in one connection must never take the server down with it.
-            log.exception("RTMP connection from %s failed", ip)
+            log.exception("RTMP connection from %s failed", connection.peer_ip)
         finally:
-            self._connections.pop(task, None)
-            self._counter.close(ip)
+            task = asyncio.current_task()
+            if task is not None:
+                self._connections.pop(task, None)
+            self._counter.close(connection.peer_ip)
 
     def stop_channel(self, channel: str, reason: EndReason = EndReason.FORCE_STOPPED) -> bool:
         for connection in self._connections.values():

@@ -118,6 +118,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # Real hashing costs ~0.6 s a user on this machine; tests check behaviour, not PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Broadcasts end when their publisher leaves, so tests need not wait out the reconnect
+    # grace; the tests of the grace set their own (platform processes: embedded_env).
+    settings.GOLIVE_RECONNECT_GRACE = 0
 
 
 def free_port() -> int:

@@ -181,12 +181,15 @@ class PackagerOutput(Protocol):
 class _Clock:
     """A kind's millisecond timeline, kept continuous across a publisher's clock jumps."""
 
-    __slots__ = ("last", "offset", "step")
+    __slots__ = ("last", "offset", "rebase", "step")
 
     def __init__(self) -> None:
         self.offset = 0
         self.last: int | None = None
         self.step = 1
+        # When set, the next timestamp comes from a new publisher's clock: it is placed
+        # this many ms after the last one's successor.
+        self.rebase: int | None = None
 
     def correct(self, timestamp: int) -> int:
         t = timestamp + self.offset
@@ -194,6 +197,12 @@ class _Clock:
         if last is None:
             self.last = t
             return t
+        if self.rebase is not None:
+            corrected = last + self.step + self.rebase
+            self.rebase = None
+            self.offset += corrected - t
+            self.last = corrected
+            return corrected
         delta = t - last
         if delta > _CLOCK_JUMP_MS or delta < -_CLOCK_BACK_MS:
             corrected = last + self.step
@@ -379,6 +388,7 @@ class Packager:
         self._max_segment_ticks = 0
         self._audio_wait_ticks = 0
         self._without_key = False  # the next segment may start on a non-key frame
+        self._max_composition_offset = 0  # ms, over the publish's video
 
     # -- input --------------------------------------------------------------------------
 
@@ -407,6 +417,28 @@ class Packager:
         if self._gen is not None:
             self._finish_generation(None)
         self._output.end()
+
+    def pause(self) -> None:
+        """The publisher is gone but may come back (`resume`): the last part and segment
+        are emitted complete now, as at `end`, without ending the output. Idempotent."""
+        if self._ended:
+            raise PackagerError("pause() after end()")
+        if self._gen is not None:
+            self._finish_generation(None, keep=True)
+
+    def resume(self) -> None:
+        """A new connection continues this publish (a reconnect within the grace period):
+        its clock restarts wherever the encoder's does, so each track's next timestamp is
+        taken to follow the last one, and the media sequence carries on from a new
+        segment at its first key frame, in the same playlist. New sequence headers that
+        differ start a new generation (init segment, discontinuity), as mid-publish."""
+        if self._ended:
+            raise PackagerError("resume() after end()")
+        # B-frames: the last connection's frames present up to its largest composition
+        # offset after their decode times; the new ones start after that, so no two
+        # frames share a presentation time. Audio moves with video, keeping lip sync.
+        for clock in self._clocks.values():
+            clock.rebase = self._max_composition_offset
 
     # -- sequence headers ---------------------------------------------------------------
 
@@ -467,6 +499,8 @@ class Packager:
                 return
         track = gen.video
         assert track is not None
+        if packet.composition_offset > self._max_composition_offset:
+            self._max_composition_offset = packet.composition_offset
         sample = Sample(
             bytes(packet.data),
             ms * 90,
@@ -586,10 +620,11 @@ class Packager:
             self._held.clear()
         return gen
 
-    def _finish_generation(self, until_ms: int | None) -> None:
+    def _finish_generation(self, until_ms: int | None, *, keep: bool = False) -> None:
         """Close the running generation's last segment and emit everything it holds.
         ``until_ms`` is where the next generation starts (None at the end of the publish):
-        audio from there on stays with the audio track for the next generation."""
+        audio from there on stays with the audio track for the next generation. With
+        ``keep`` the generation stays the running one (`pause`)."""
         gen = self._gen
         assert gen is not None
         driver = gen.driver
@@ -623,8 +658,9 @@ class Packager:
                 self._emit(part, self._follower_limit(part))
             else:
                 self._emit(part, audio_until, last=True)
-        self._gen = None
-        self._refresh()
+        if not keep:
+            self._gen = None
+            self._refresh()
 
     # -- cutting ------------------------------------------------------------------------
 

@@ -655,6 +655,14 @@ class RedisLiveIndex:
                 if remaining <= 0 or self._closed:
                     return False
                 if not watch.fresh():
+                    if watch.confirmed.is_set():
+                        # What we read has not been learned yet: a shared read that had
+                        # finished before we joined it lands in its done callback, on
+                        # the next loop turn. Neither that read nor the set Event below
+                        # yields, so without this the loop would spin, and the whole
+                        # process with it, until the deadline.
+                        await asyncio.sleep(0)
+                        continue
                     # Checked before the subscription was confirmed: an event may have
                     # slipped by. Wait for the confirmation, then check again.
                     try:

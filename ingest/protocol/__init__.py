@@ -56,6 +56,8 @@ from ingest.protocol.flv import (
     VideoTag,
     encode_audio,
     encode_video,
+    find_coded_video,
+    is_raw_aac,
     parse_audio,
     parse_video,
 )
@@ -112,6 +114,8 @@ __all__ = [
     "encode_data",
     "encode_values",
     "encode_video",
+    "find_coded_video",
+    "is_raw_aac",
     "parse_audio",
     "parse_video",
 ]

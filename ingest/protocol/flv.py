@@ -380,6 +380,59 @@ def parse_video(payload: bytes | bytearray | memoryview) -> VideoTag:
     )
 
 
+# What OBS and FFmpeg send for nearly every frame: legacy AVC/HEVC coded frames and raw
+# AAC. The connection reads these few header bytes in place, as a fast path: parse_video
+# and parse_audio build several objects per frame, which at ~80 frames a second per
+# stream costs more than reassembling the chunks. Everything else goes through them.
+LEGACY_VIDEO_HEADER_SIZE = 5  # flags, AVC packet type, 24-bit composition time
+LEGACY_AAC_HEADER_SIZE = 2  # flags, AAC packet type
+_CODED_FRAMES = 1  # AVC packet type 1; a plain int is compared faster than the IntEnum
+_AAC_SOUND_FORMAT = 10
+_AAC_RAW = 1
+# The first byte of a legacy coded frame -> (codec, keyframe): frame types 1-4 (2 and 3
+# are inter frames) with codec id 7 (AVC) or 12 (HEVC). Command frames (5) and reserved
+# frame types are left to parse_video.
+_CODED_VIDEO_FIRST_BYTES = {
+    (frame_type << 4) | codec_id: (
+        _LEGACY_VIDEO_CODECS[codec_id],
+        frame_type in (VideoFrameType.KEY, VideoFrameType.GENERATED_KEY),
+    )
+    for frame_type in (
+        VideoFrameType.KEY,
+        VideoFrameType.INTER,
+        VideoFrameType.DISPOSABLE_INTER,
+        VideoFrameType.GENERATED_KEY,
+    )
+    for codec_id in (7, 12)
+}
+
+
+def find_coded_video(payload: bytes) -> tuple[VideoCodec, bool, int] | None:
+    """(codec, keyframe, composition time in ms) when `payload` is a legacy AVC or HEVC
+    coded frame, whose data then starts at `LEGACY_VIDEO_HEADER_SIZE`; None for any other
+    body, which `parse_video` reads (or rejects). Wherever this answers, `parse_video`
+    agrees. Never raises."""
+    if len(payload) < LEGACY_VIDEO_HEADER_SIZE or payload[1] != _CODED_FRAMES:
+        return None
+    known = _CODED_VIDEO_FIRST_BYTES.get(payload[0])
+    if known is None:
+        return None
+    composition = (payload[2] << 16) | (payload[3] << 8) | payload[4]
+    if composition & 0x800000:
+        composition -= 1 << 24
+    return known[0], known[1], composition
+
+
+def is_raw_aac(payload: bytes) -> bool:
+    """Whether `payload` is a legacy AAC raw frame, whose data starts at
+    `LEGACY_AAC_HEADER_SIZE` (`parse_audio` agrees). Never raises."""
+    return (
+        len(payload) >= LEGACY_AAC_HEADER_SIZE
+        and payload[0] >> 4 == _AAC_SOUND_FORMAT
+        and payload[1] == _AAC_RAW
+    )
+
+
 def _parse_ex_video(body: _Body, frame_type: VideoFrameType, raw_type: int) -> VideoTag:
     raw_type, offset_ns = _read_mod_ex(body, raw_type, VideoPacketType.MOD_EX)
     try:

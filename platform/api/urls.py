@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/channels/<slug:slug>/key/", views.RotateStreamKey.as_view(), name="rotate-key"),
     path("v1/channels/<slug:slug>/sessions/", views.ChannelSessions.as_view(), name="sessions"),
     path("v1/quota/", views.QuotaView.as_view(), name="quota"),
+    path("v1/earnings/", include("deals.api")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

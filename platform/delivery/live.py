@@ -15,6 +15,11 @@ SOURCE = "source"
 # 10 frames at 30 fps span 333 or 334 ms in RTMP's whole milliseconds: a 0.334 s target
 # keeps them in one part (1/3 would cut 9-frame parts of 0.3 s).
 PART_TARGET = 0.334
+def target_duration() -> int:
+    """EXT-X-TARGETDURATION, fixed for a broadcast (settings.GOLIVE_HLS_TARGET_DURATION)."""
+    return int(settings.GOLIVE_HLS_TARGET_DURATION)
+
+
 # A blocking playlist request waits at most this many target durations (draft: 3).
 BLOCK_TARGETS = 3
 
@@ -44,8 +49,13 @@ def stream_name(session_id: int) -> str:
     return f"s{session_id}"
 
 
+def recording_prefix(session_id: int) -> str:
+    """The segment-store folder holding everything of one broadcast."""
+    return f"live/{session_id}"
+
+
 def store_path(session_id: int, rendition: str, name: str) -> str:
-    return f"live/{session_id}/{rendition}/{name}"
+    return f"{recording_prefix(session_id)}/{rendition}/{name}"
 
 
 def segment_store() -> SegmentStore:

@@ -20,6 +20,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
+from prometheus_client import Histogram
 
 from ingest.hls.playlist import (
     MediaPlaylist,
@@ -43,11 +44,26 @@ NOT_LIVE_CACHE = "public, max-age=2"
 _MASTER_TTL = 2.0
 _masters: dict[str, tuple[float, int | None, Variant | None]] = {}
 
+# Per process, in prometheus_client's default registry (exported by /metrics). A blocking
+# request (_HLS_msn) mostly waits for its part to exist: up to BLOCK_TARGETS target
+# durations, hence the long buckets; a plain one should take a millisecond or so.
+PLAYLIST_SECONDS = Histogram(
+    "golive_playlist_response_seconds",
+    "Time to answer a media playlist request, by whether it asked for a blocking reload.",
+    ["blocking"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8),
+)
+# Bound once: the request path does no label lookup.
+_BLOCKING_SECONDS = PLAYLIST_SECONDS.labels(blocking="yes")
+_PLAIN_SECONDS = PLAYLIST_SECONDS.labels(blocking="no")
+
 
 def _response(body: bytes | str, content_type: str, cache: str, status: int = 200) -> HttpResponse:
     response = HttpResponse(body, content_type=content_type, status=status)
     response["Cache-Control"] = cache
     response["Access-Control-Allow-Origin"] = "*"
+    # Served without Django's middleware (delivery/asgi.py): what SecurityMiddleware adds.
+    response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -135,6 +151,15 @@ def _int(value: str | None) -> int | None:
 async def media_playlist(
     request: HttpRequest, slug: str, session: int, rendition: str
 ) -> HttpResponse:
+    started = time.perf_counter()
+    try:
+        return await _media_playlist(request, session, rendition)
+    finally:
+        timer = _BLOCKING_SECONDS if "_HLS_msn" in request.GET else _PLAIN_SECONDS
+        timer.observe(time.perf_counter() - started)
+
+
+async def _media_playlist(request: HttpRequest, session: int, rendition: str) -> HttpResponse:
     try:
         msn = _int(request.GET.get("_HLS_msn"))
         part = _int(request.GET.get("_HLS_part"))
@@ -167,10 +192,34 @@ async def media_playlist(
         cache = BLOCKING_CACHE
     elif msn is not None:
         cache = BLOCKING_CACHE
-    body = render_media_playlist(
-        _playlist(window), low_latency=request.GET.get("ll") != "0", skip=skip
-    )
+    body = _rendered(stream, rendition, window, request.GET.get("ll") != "0", skip)
     return _response(body, M3U8, "public, max-age=5" if window.ended else cache)
+
+
+# Rendered playlists by window, per process: when a part lands, every request blocked on
+# it wakes to the same window, and a thousand of them share one rendering.
+_RENDERED: dict[tuple[object, ...], bytes] = {}
+_RENDERED_MAX = 256
+
+
+def _rendered(
+    stream: str, rendition: str, window: RenditionWindow, low_latency: bool, skip: bool
+) -> bytes:
+    # Equal versions mean equal windows; the rest of the key guards against a stream
+    # whose index was removed and started again (its versions start again too).
+    key = (
+        stream, rendition, window.version, window.media_sequence, window.next_msn,
+        len(window.parts), window.ended, low_latency, skip,
+    )
+    body = _RENDERED.get(key)
+    if body is None:
+        body = render_media_playlist(
+            _playlist(window), low_latency=low_latency, skip=skip
+        ).encode()
+        if len(_RENDERED) >= _RENDERED_MAX:
+            del _RENDERED[next(iter(_RENDERED))]  # the oldest
+        _RENDERED[key] = body
+    return body
 
 
 def _too_far_ahead(window: RenditionWindow, msn: int, part: int | None) -> str | None:

@@ -20,7 +20,15 @@ from ingest.gatekeeper import Grant
 from ingest.hls.playlist import MediaPlaylist, Segment, render_media_playlist, target_duration_for
 from ingest.live_index import LiveIndex, PartRef, SegmentRef
 
-from .live import PART_TARGET, SOURCE, live_index, segment_store, store_path, stream_name
+from .live import (
+    PART_TARGET,
+    SOURCE,
+    live_index,
+    segment_store,
+    store_path,
+    stream_name,
+    target_duration,
+)
 from .segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -90,7 +98,8 @@ class DeliveryOutput:
         path = store_path(self.grant.session_id, SOURCE, f"init-{info.generation}.mp4")
         self.init_url = await asyncio.to_thread(self.store.save, path, data)
         await self.index.set_init(
-            self.stream, SOURCE, data, PART_TARGET, target_duration=2, url=self.init_url
+            self.stream, SOURCE, data, PART_TARGET, target_duration=target_duration(),
+            url=self.init_url,
         )
 
     async def _part(self, info: PartInfo, data: bytes) -> None:

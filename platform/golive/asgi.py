@@ -13,6 +13,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from delivery.asgi import OriginApplication  # noqa: E402
+
 # Static files are served by the process itself in the embedded mode; a cluster puts
 # them behind the edge cache (GOLIVE_SERVE_STATIC=0 leaves them to it). Only /static/
 # is intercepted: every other request goes straight to Django, fully async.
@@ -22,4 +24,6 @@ http_application = (
     else django_application
 )
 
-application = ProtocolTypeRouter({"http": http_application})
+# The origin's media playlists, parts and segments skip Django's request handling (a
+# thread per request, blocked ones included): see delivery/asgi.py.
+application = ProtocolTypeRouter({"http": OriginApplication(http_application)})

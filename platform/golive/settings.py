@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -31,6 +32,11 @@ def env_bool(name: str, default: bool) -> bool:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return default if value in (None, "") else int(value)
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -66,6 +72,7 @@ INSTALLED_APPS = [
     "api",
     "watch",
     "delivery",
+    "deals",
 ]
 
 MIDDLEWARE = [
@@ -108,6 +115,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # Tests: a file, not Django's shared-cache memory database, whose table locks fail at
+    # once ("database table is locked") when the ingest's thread writes as a test reads.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-golive.sqlite3")}
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -132,6 +142,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Celery beat (cluster mode), the one schedule of periodic work.
+CELERY_BEAT_SCHEDULE = {
+    # Recordings past retention; `manage.py up` runs the same hourly in-process.
+    "expire-recordings": {"task": "delivery.expire_recordings", "schedule": 3600.0},
+    # Deals: last month's draft payouts, computed early on the 1st (UTC), await approval.
+    "close-deal-payouts": {
+        "task": "deals.close_payout_period",
+        "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    },
+}
 
 # --- Media and the segment store -------------------------------------------------------
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
@@ -195,6 +215,24 @@ GOLIVE_PUBLIC_URL = env("GOLIVE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"
 GOLIVE_RTMP_URL = env("GOLIVE_RTMP_URL", "rtmp://127.0.0.1:1935/live").rstrip("/")
 GOLIVE_NODE_NAME = env("GOLIVE_NODE_NAME") or socket.gethostname()
 GOLIVE_OPS_GROUP = "ops"
+# Seconds a streamer whose connection dropped may reconnect into the same broadcast (same
+# playlist, same VOD) before it ends; 0 ends broadcasts at once.
+GOLIVE_RECONNECT_GRACE = env_float("GOLIVE_RECONNECT_GRACE", 10.0)
+# LL-HLS EXT-X-TARGETDURATION in whole seconds. It never changes during a broadcast: a
+# segment ends at the publisher's first key frame after 1 s, and at the latest after this
+# long (then the next one starts without a key frame). Match it to the encoder's keyframe
+# interval (OBS: 2 s, as the streamer guide says).
+GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2)
+# A live stream's slot lease lasts this long unless the ingest's heartbeat renews it; an
+# ingest node that dies loses its streams' slots this long after its last heartbeat.
+GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0)
+# After ops force-stop a stream, its channel may not go live again for this many seconds.
+GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300)
+# Days a past broadcast stays watchable (its VOD and segments); 0 keeps them for good.
+GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30)
+# The bearer token a Prometheus scraper sends to /metrics from another machine
+# ("Authorization: Bearer <token>"). Empty: only this machine and logged-in staff may scrape.
+GOLIVE_METRICS_TOKEN = env("GOLIVE_METRICS_TOKEN")
 # Quota defaults for a new installation; ops change the row at run time, not this.
 GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
@@ -207,7 +245,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# Any user (streamers too: the admin's login refuses non-staff); staff go on to /admin/.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -227,6 +267,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DealStatusEnum": "deals.models.Deal.Status",
+        "PayoutStatusEnum": "deals.models.Payout.Status",
+    },
 }
 
 LANGUAGE_CODE = "en-us"

@@ -83,3 +83,51 @@ class QuotaChange(models.Model):
             for name, value in self.new.items()
             if self.old.get(name) != value
         )
+
+
+class SlotLease(models.Model):
+    """A live stream's hold on one of the quota's slots.
+
+    Taken at admission (under the quota row lock, so leases never outnumber the quota at
+    the moment they are taken), renewed by the ingest's heartbeat, given up when the
+    broadcast ends. An ingest node that dies stops renewing: once ``expires_at`` passes,
+    any node's reaper frees the slot and closes the session as "ingest lost".
+    """
+
+    session = models.OneToOneField(
+        "streams.LiveSession", primary_key=True, on_delete=models.CASCADE, related_name="lease"
+    )
+    node = models.CharField(max_length=128)
+    partner = models.BooleanField(default=False)
+    acquired_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"slot of session {self.session_id} on {self.node} until {self.expires_at:%H:%M:%S}"
+
+
+class AdmissionTally(models.Model):
+    """How publishes fared, counted per hour: admitted, refused (by reason), resumed
+    within the reconnect grace, and slots freed by lease expiry or force stop. The sums
+    are the monotonic counters /metrics exports; the last 24 hours feed the capacity page.
+    """
+
+    class Result(models.TextChoices):
+        ADMITTED = "admitted", "admitted"
+        RESUMED = "resumed", "resumed after a reconnect"
+        REFUSED = "refused", "refused"
+        LEASE_EXPIRED = "lease_expired", "lease expired (ingest lost)"
+        FORCE_STOPPED = "force_stopped", "force stopped"
+
+    hour = models.DateTimeField()
+    result = models.CharField(max_length=16, choices=Result.choices)
+    reason = models.CharField(max_length=32, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "result", "reason"], name="one_tally_per_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}:00 {self.result} {self.reason}: {self.count}"

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from . import actions
+from . import actions, broadcasts
 from .models import Channel, LiveSession, Streamer, StreamKey
 
 
@@ -105,9 +106,28 @@ class LiveSessionAdmin(admin.ModelAdmin):
     list_select_related = ["channel"]
     date_hierarchy = "started_at"
     readonly_fields = [field.name for field in LiveSession._meta.fields]
+    actions = ["force_stop"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.action(description="Force stop the selected live sessions")
+    def force_stop(self, request: HttpRequest, queryset: QuerySet[LiveSession]) -> None:
+        minutes = settings.GOLIVE_FORCE_STOP_COOLDOWN // 60
+        stopped = 0
+        for session in queryset.filter(ended_at__isnull=True):
+            if broadcasts.force_stop(session.pk, by=request.user.get_username()):
+                self.log_change(request, session, "Force stopped")
+                stopped += 1
+        if stopped:
+            self.message_user(
+                request,
+                f"Stopped {stopped} live session(s); their channels cannot go live again"
+                f" for {minutes} minutes.",
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, "None of the selected sessions was live.", messages.WARNING)
 
     @admin.display(description="bitrate")
     def bitrate(self, session: LiveSession) -> str:

@@ -8,9 +8,14 @@ on any number of ingest nodes are decided one at a time against the same counts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal
+from math import ceil
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ingest.gatekeeper import (
@@ -22,15 +27,18 @@ from ingest.gatekeeper import (
     StreamDescription,
 )
 from ingest.health import StreamHealth
+from quotas import tally
 from quotas.actions import get_quota
-from quotas.models import QUOTA_ROW_ID, ServerQuota
+from quotas.models import QUOTA_ROW_ID, ServerQuota, SlotLease
 
 from .actions import find_channel_by_key
 from .models import Channel, LiveSession
 
 log = logging.getLogger(__name__)
 
-CAPACITY_RETRY_SECONDS = 300
+# Recent frees are counted over this window to estimate a refused streamer's wait.
+FREE_WINDOW = timedelta(minutes=30)
+RETRY_UNKNOWN_SECONDS = 600
 
 
 def unknown_key() -> Refusal:
@@ -41,23 +49,68 @@ def unknown_key() -> Refusal:
     )
 
 
-def start_broadcast(request: PublishRequest) -> Grant | Refusal:
-    """Admits a publish and opens its live session, or says why not.
+def already_live() -> Refusal:
+    return Refusal(
+        RefusalCode.REJECTED, "already_live",
+        "This channel is already live from another encoder: stop that one first.",
+    )
 
-    Checks, in order: the key, the ban, one live session per channel, the concurrent
-    stream quota (non-partners stop at quota minus the partner reserve). Over the
-    transcode quota the stream is admitted source-only.
+
+def start_broadcast(request: PublishRequest) -> Grant | Refusal:
+    """Admits a publish, opening its live session and taking a slot lease, or says why not.
+
+    Checks, in order: the key, the ban, a force stop's cool-down, then under the quota row
+    lock (so any number of ingest nodes decide one publish at a time, and leases never
+    outnumber the quota): one live session per channel, the concurrent-stream quota, the
+    slots reserved for partners (non-partners stop at quota minus reserve). Over the
+    transcode quota the stream is admitted source-only (`rebalance_transcodes` upgrades
+    it when a transcode slot frees). Every outcome is tallied for ops.
+
+    A channel whose publisher dropped within the reconnect grace resumes that session
+    (its slot was kept) when the reconnect reaches the same ingest node, which holds the
+    session's packager; on another node the old session ends and a new one starts.
     """
+    result = _admit(request)
+    if isinstance(result, Refusal):
+        tally.count(tally.Result.REFUSED, result.reason)
+    return result
+
+
+def _admit(request: PublishRequest) -> Grant | Refusal:
     channel = find_channel_by_key(request.key)
     if channel is None:
         return unknown_key()
     if channel.is_banned:
         why = f": {channel.ban_reason}" if channel.ban_reason else "."
         return Refusal(RefusalCode.REJECTED, "banned", f"This channel is banned{why}")
-    get_quota()  # the row exists before it is locked
+    now = timezone.now()
+    if channel.stopped_until is not None and channel.stopped_until > now:
+        why = f" ({channel.stop_reason})" if channel.stop_reason else ""
+        wait = (channel.stopped_until - now).total_seconds()
+        return Refusal(
+            RefusalCode.REJECTED, "cooldown",
+            f"This stream was stopped by golive staff{why}. You can go live again in"
+            f" {in_about(wait)}.",
+            retry_after=ceil(wait),
+        )
+    quota = get_quota()  # the row exists before it is locked
+    waiting = LiveSession.objects.filter(
+        channel=channel, ended_at__isnull=True, disconnected_at__isnull=False
+    ).exists()
+    if not waiting:
+        # Plainly full: refused without queueing for the lock. A stale count can only
+        # refuse a publish that came a moment too early; admissions are decided under
+        # the lock below, so nothing is ever admitted over the quota.
+        refusal = _check_capacity(channel, quota)
+        if refusal is not None:
+            return refusal
     try:
         with transaction.atomic():
             quota = ServerQuota.objects.select_for_update().get(pk=QUOTA_ROW_ID)
+            resumed = _resume(channel, request.node)
+            if resumed is not None:
+                tally.count(tally.Result.RESUMED)
+                return resumed
             refusal = _check_capacity(channel, quota)
             if refusal is not None:
                 return refusal
@@ -68,40 +121,135 @@ def start_broadcast(request: PublishRequest) -> Grant | Refusal:
             session = LiveSession.objects.create(
                 channel=channel, ingest_node=request.node, transcoded=transcoded
             )
+            SlotLease.objects.create(
+                session=session, node=request.node, partner=channel.is_partner,
+                expires_at=timezone.now() + lease_ttl(),
+            )
+            tally.count(tally.Result.ADMITTED, "" if transcoded else "source_only")
     except IntegrityError:
         return already_live()
     log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session.pk)
     return Grant(session.pk, channel.slug, channel.is_partner, transcoded)
 
 
-def already_live() -> Refusal:
-    return Refusal(
-        RefusalCode.REJECTED, "already_live",
-        "This channel is already live from another encoder: stop that one first.",
+def reconnect_grace() -> timedelta:
+    return timedelta(seconds=settings.GOLIVE_RECONNECT_GRACE)
+
+
+def lease_ttl() -> timedelta:
+    return timedelta(seconds=settings.GOLIVE_LEASE_TTL)
+
+
+def _resume(channel: Channel, node: str) -> Grant | None:
+    """Inside the quota lock: takes the channel's session back if it is in its grace."""
+    session = (
+        LiveSession.objects.filter(
+            channel=channel, ended_at__isnull=True, disconnected_at__isnull=False
+        )
+        .select_for_update()
+        .first()
     )
+    if session is None:
+        return None
+    assert session.disconnected_at is not None
+    now = timezone.now()
+    if session.ingest_node != node or session.disconnected_at + reconnect_grace() < now:
+        _close(session, at=session.disconnected_at)
+        return None
+    session.earlier = {name: getattr(session, name) for name in ADDITIVE}
+    session.disconnected_at = None
+    session.end_reason = ""
+    session.reconnects += 1
+    session.save(update_fields=["earlier", "disconnected_at", "end_reason", "reconnects"])
+    SlotLease.objects.update_or_create(
+        session=session,
+        defaults={"node": node, "partner": channel.is_partner, "expires_at": now + lease_ttl()},
+    )
+    log.info("channel %s reconnected into session %d", channel.slug, session.pk)
+    return Grant(session.pk, channel.slug, channel.is_partner, session.transcoded, resumed=True)
 
 
 def _check_capacity(channel: Channel, quota: ServerQuota) -> Refusal | None:
-    live = LiveSession.objects.filter(ended_at__isnull=True)
-    if live.filter(channel=channel).exists():
+    if LiveSession.objects.filter(channel=channel, ended_at__isnull=True).exists():
         return already_live()
-    limit = quota.max_streams if channel.is_partner else quota.max_streams - quota.partner_reserve
-    if live.count() >= limit:
-        minutes = CAPACITY_RETRY_SECONDS // 60
+    leases = SlotLease.objects.count()
+    if leases >= quota.max_streams:
+        wait = estimate_wait(leases - quota.max_streams + 1)
         return Refusal(
             RefusalCode.REJECTED, "capacity",
-            f"golive is at capacity, try again in about {minutes} minutes.",
-            retry_after=CAPACITY_RETRY_SECONDS,
+            f"golive is at capacity ({leases} stream{'s' if leases != 1 else ''} live)."
+            f" {_retry_sentence(wait)}",
+            retry_after=wait or RETRY_UNKNOWN_SECONDS,
+        )
+    open_to_all = quota.max_streams - quota.partner_reserve
+    if not channel.is_partner and leases >= open_to_all:
+        wait = estimate_wait(leases - open_to_all + 1)
+        return Refusal(
+            RefusalCode.REJECTED, "partner_reserve",
+            f"golive is at capacity: the last {quota.partner_reserve} slots are kept for"
+            f" partner channels. {_retry_sentence(wait)}",
+            retry_after=wait or RETRY_UNKNOWN_SECONDS,
         )
     return None
 
 
-def _figures(description: StreamDescription, health: StreamHealth) -> dict[str, object]:
+def estimate_wait(needed: int, now: datetime | None = None) -> int | None:
+    """Seconds until ``needed`` slots free, at the pace streams ended over FREE_WINDOW;
+    None when none ended then (no pace to go by)."""
+    now = now or timezone.now()
+    freed = LiveSession.objects.filter(ended_at__gte=now - FREE_WINDOW).count()
+    if freed == 0:
+        return None
+    return ceil(needed * FREE_WINDOW.total_seconds() / freed)
+
+
+def _retry_sentence(wait: int | None) -> str:
+    if wait is None:
+        minutes = int(FREE_WINDOW.total_seconds() // 60)
+        return f"No stream has ended in the last {minutes} minutes: try again later."
+    return f"Try again in {in_about(wait)}."
+
+
+def in_about(seconds: float) -> str:
+    if seconds < 90:
+        return "about a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} minutes"
+    hours = round(seconds / 3600)
+    return "about an hour" if hours == 1 else f"about {hours} hours"
+
+
+def _close(session: LiveSession, *, at: datetime, reason: str | None = None) -> None:
+    """Ends a session and frees its slot (callers hold or need no quota lock)."""
+    session.ended_at = at
+    fields = ["ended_at"]
+    if reason is not None:
+        session.end_reason = reason
+        fields.append("end_reason")
+    session.save(update_fields=fields)
+    SlotLease.objects.filter(session=session).delete()
+
+
+# Figures that add up over the connections of a session.
+ADDITIVE = ("bytes_in", "video_frames", "audio_frames", "media_duration_ms")
+
+
+def earlier_figures(session_id: int) -> dict[str, int]:
+    """What the connections before a reconnect counted (empty for a first connection)."""
+    earlier = LiveSession.objects.filter(pk=session_id).values_list("earlier", flat=True).first()
+    return dict(earlier or {})
+
+
+def _figures(
+    description: StreamDescription, health: StreamHealth, earlier: dict[str, int] | None
+) -> dict[str, object]:
+    before = earlier or {}
     return {
-        "bytes_in": health.bytes_in,
-        "video_frames": health.video_frames,
-        "audio_frames": health.audio_frames,
-        "media_duration_ms": health.media_duration_ms,
+        "bytes_in": health.bytes_in + before.get("bytes_in", 0),
+        "video_frames": health.video_frames + before.get("video_frames", 0),
+        "audio_frames": health.audio_frames + before.get("audio_frames", 0),
+        "media_duration_ms": health.media_duration_ms + before.get("media_duration_ms", 0),
         "video_codec": description.video_codec[:64],
         "audio_codec": description.audio_codec[:64],
         "width": description.width,
@@ -114,30 +262,186 @@ def _figures(description: StreamDescription, health: StreamHealth) -> dict[str, 
 
 
 def record_heartbeat(
-    session_id: int, description: StreamDescription, health: StreamHealth
+    session_id: int,
+    description: StreamDescription,
+    health: StreamHealth,
+    earlier: dict[str, int] | None = None,
 ) -> bool:
-    """Stores the latest figures. False when the session has been ended meanwhile."""
-    updated = LiveSession.objects.filter(pk=session_id, ended_at__isnull=True).update(
-        last_heartbeat_at=timezone.now(), **_figures(description, health)
+    """Stores the latest figures and renews the slot lease. False when the stream must
+    stop: its session was ended (a force stop) or its lease lapsed and the slot is gone."""
+    now = timezone.now()
+    renewed = SlotLease.objects.filter(session_id=session_id).update(
+        expires_at=now + lease_ttl()
     )
-    return updated == 1
+    updated = LiveSession.objects.filter(
+        pk=session_id, ended_at__isnull=True, disconnected_at__isnull=True
+    ).update(last_heartbeat_at=now, **_figures(description, health, earlier))
+    return renewed == 1 and updated == 1
 
 
 def end_broadcast(
-    session_id: int, reason: EndReason, description: StreamDescription, health: StreamHealth
-) -> None:
-    """Closes the session with its final figures. Idempotent: an ended one stays as it was."""
-    LiveSession.objects.filter(pk=session_id, ended_at__isnull=True).update(
-        ended_at=timezone.now(), end_reason=reason.value, **_figures(description, health)
-    )
-    log.info("session %d ended: %s", session_id, reason.value)
+    session_id: int,
+    reason: EndReason,
+    description: StreamDescription,
+    health: StreamHealth,
+    earlier: dict[str, int] | None = None,
+) -> bool:
+    """The publisher is gone: stores the final figures and closes the session, freeing
+    its slot, or, when the streamer may reconnect (`EndReason.resumable` and a grace
+    configured), marks it disconnected and keeps the slot until `conclude_grace` (the
+    lease outlives the grace by one TTL, so a node that dies meanwhile still frees it).
+    True when the session stays open for the grace. Idempotent."""
+    now = timezone.now()
+    grace = reason.resumable and settings.GOLIVE_RECONNECT_GRACE > 0
+    closing = {"disconnected_at": now} if grace else {"ended_at": now}
+    with transaction.atomic():
+        changed = LiveSession.objects.filter(pk=session_id, ended_at__isnull=True).update(
+            end_reason=reason.value, **closing, **_figures(description, health, earlier)
+        )
+        leases = SlotLease.objects.filter(session_id=session_id)
+        if grace:
+            leases.update(expires_at=now + reconnect_grace() + lease_ttl())
+        else:
+            leases.delete()
+    if changed:
+        state = "disconnected" if grace else "ended"
+        log.info("session %d %s: %s", session_id, state, reason.value)
+    return grace
+
+
+def conclude_grace(session_id: int) -> bool:
+    """The grace is over: closes the session as of its disconnection and frees its slot,
+    unless the publisher has reconnected into it meanwhile. True when it is over."""
+    with transaction.atomic():
+        session = LiveSession.objects.select_for_update().filter(pk=session_id).first()
+        if session is None or session.ended_at is not None:
+            return True
+        if session.disconnected_at is None:
+            return False  # resumed
+        _close(session, at=session.disconnected_at)
+    log.info("session %d ended: %s (no reconnect)", session_id, session.end_reason)
+    return True
+
+
+def conclude_graces(node: str) -> int:
+    """Closes every session of this node still waiting for a reconnect (shutdown)."""
+    count = 0
+    for session_id in LiveSession.objects.filter(
+        ingest_node=node, ended_at__isnull=True, disconnected_at__isnull=False
+    ).values_list("pk", flat=True):
+        count += conclude_grace(session_id)
+    return count
 
 
 def end_orphaned_sessions(node: str) -> int:
     """Closes sessions a previous run of this ingest node left open (it died)."""
-    count = LiveSession.objects.filter(ingest_node=node, ended_at__isnull=True).update(
-        ended_at=timezone.now(), end_reason=LiveSession.EndReason.INGEST_LOST
-    )
+    with transaction.atomic():
+        open_sessions = LiveSession.objects.filter(ingest_node=node, ended_at__isnull=True)
+        ids = list(open_sessions.values_list("pk", flat=True))
+        # Those waiting for a reconnect had ended when their publisher left, for its reason.
+        count = open_sessions.filter(disconnected_at__isnull=False).update(
+            ended_at=F("disconnected_at")
+        )
+        count += open_sessions.update(
+            ended_at=timezone.now(), end_reason=LiveSession.EndReason.INGEST_LOST
+        )
+        SlotLease.objects.filter(session_id__in=ids).delete()
     if count:
         log.warning("closed %d session(s) left open by a previous run of %s", count, node)
     return count
+
+
+def reap_expired_leases(now: datetime | None = None, limit: int = 500) -> int:
+    """Frees the slots whose lease lapsed (their ingest node died or lost the database)
+    and closes their sessions as "ingest lost" (those waiting for a reconnect: as of
+    their disconnection, for their own reason). Any node may run it; rows another
+    reaper holds are skipped. Returns how many slots were freed."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        expired = list(
+            SlotLease.objects.select_for_update(skip_locked=True)
+            .filter(expires_at__lt=now)
+            .select_related("session")[:limit]
+        )
+        for lease in expired:
+            session = lease.session
+            if session.ended_at is None:
+                if session.disconnected_at is not None:
+                    _close(session, at=session.disconnected_at)
+                else:
+                    _close(session, at=now, reason=LiveSession.EndReason.INGEST_LOST)
+            else:
+                lease.delete()
+        if expired:
+            tally.count(tally.Result.LEASE_EXPIRED, n=len(expired))
+    for lease in expired:
+        log.warning(
+            "lease of session %d (node %s) expired: slot freed, session closed as ingest lost",
+            lease.session_id, lease.node,
+        )
+    return len(expired)
+
+
+def rebalance_transcodes() -> int:
+    """Upgrades source-only streams, oldest first, while transcode slots are free (a
+    transcoded stream ended, or ops raised the transcode quota). Returns how many."""
+    live = LiveSession.objects.filter(ended_at__isnull=True)
+    quota = get_quota()
+    if not live.filter(transcoded=False).exists() or (
+        live.filter(transcoded=True).count() >= quota.max_transcodes
+    ):
+        return 0  # nothing to do: no lock taken
+    with transaction.atomic():
+        quota = ServerQuota.objects.select_for_update().get(pk=QUOTA_ROW_ID)
+        free = quota.max_transcodes - live.filter(transcoded=True).count()
+        if free <= 0:
+            return 0
+        ids = list(
+            live.filter(transcoded=False, disconnected_at__isnull=True)
+            .order_by("started_at")
+            .values_list("pk", flat=True)[:free]
+        )
+        LiveSession.objects.filter(pk__in=ids).update(transcoded=True)
+    if ids:
+        log.info("upgraded %d source-only stream(s) to the quality ladder", len(ids))
+    return len(ids)
+
+
+def ended_among(session_ids: Iterable[int]) -> set[int]:
+    """Which of these sessions the platform has ended (force stop, lapsed lease): their
+    publishers must be dropped. One query, whatever the number of streams."""
+    ids = list(session_ids)
+    if not ids:
+        return set()
+    return set(
+        LiveSession.objects.filter(pk__in=ids, ended_at__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def force_stop(session_id: int, *, by: str, reason: str = "") -> bool:
+    """Ends a live session now (ops' decision): its slot is freed at once, the ingest
+    drops the publisher at its next check (within about a second), and the channel may
+    not go live again for GOLIVE_FORCE_STOP_COOLDOWN seconds. False if it was not live."""
+    now = timezone.now()
+    with transaction.atomic():
+        session = (
+            LiveSession.objects.select_for_update()
+            .select_related("channel")
+            .filter(pk=session_id, ended_at__isnull=True)
+            .first()
+        )
+        if session is None:
+            return False
+        _close(session, at=now, reason=LiveSession.EndReason.FORCE_STOPPED)
+        Channel.objects.filter(pk=session.channel_id).update(
+            stopped_until=now + timedelta(seconds=settings.GOLIVE_FORCE_STOP_COOLDOWN),
+            stop_reason=reason[:200],
+        )
+        tally.count(tally.Result.FORCE_STOPPED)
+    log.warning(
+        "session %d of %s force-stopped by %s%s",
+        session_id, session.channel.slug, by, f": {reason}" if reason else "",
+    )
+    return True

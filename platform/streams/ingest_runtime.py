@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 
 from django.conf import settings
 
+from ingest.cmaf.sink import ReconnectGrace
+from ingest.gatekeeper import EndReason
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
 
+from . import broadcasts
+from .broadcasts import conclude_graces
 from .gatekeeper import PlatformGatekeeper
+
+log = logging.getLogger(__name__)
 
 
 def ingest_config() -> IngestConfig:
@@ -20,16 +28,78 @@ def ingest_config() -> IngestConfig:
     )
 
 
-def build_ingest_server(sink_factory: SinkFactory | None = None) -> IngestServer:
+class PlatformIngest(IngestServer):
+    """The ingest with the platform's gatekeeper, its housekeeping and, when packaging,
+    the reconnect grace.
+
+    Housekeeping, one task per node: every `STOP_CHECK` seconds one query finds which of
+    this node's live sessions the platform has ended (a force stop, a lease another node
+    reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
+    lapsed leases (of any node: that is how a dead node's streams end) and upgrades
+    source-only streams when transcode slots are free. Stopping also ends the broadcasts
+    still waiting for their streamer.
+    """
+
+    STOP_CHECK = 1.0
+    REAP_EVERY = 2
+
+    platform: PlatformGatekeeper
+    grace: ReconnectGrace | None = None
+    _housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
+        await super().start(host, port)
+        self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        await super().stop(grace)
+        if self.grace is not None:
+            self.grace.end_all()
+            await self.platform.workers.wrap(conclude_graces)(settings.GOLIVE_NODE_NAME)
+        await self.platform.aclose()
+
+    async def _keep_house(self) -> None:
+        workers = self.platform.workers
+        ended_among = workers.wrap(broadcasts.ended_among)
+        reap = workers.wrap(broadcasts.reap_expired_leases)
+        rebalance = workers.wrap(broadcasts.rebalance_transcodes)
+        tick = 0
+        while True:
+            await asyncio.sleep(self.STOP_CHECK)
+            tick += 1
+            try:
+                live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
+                for session_id in await ended_among(live):
+                    live[session_id].stop(EndReason.FORCE_STOPPED)
+                if tick % self.REAP_EVERY == 0:
+                    await reap()
+                    await rebalance()
+            except Exception:
+                log.exception("ingest housekeeping failed; retrying")
+
+
+def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:
     """The ingest with the platform's gatekeeper; by default every admitted publish is
-    packaged (CMAF) and delivered (live index, segment store, VOD)."""
+    packaged (CMAF) and delivered (live index, segment store, VOD), and a streamer who
+    drops may reconnect into the same broadcast for GOLIVE_RECONNECT_GRACE seconds."""
+    gatekeeper = PlatformGatekeeper()
+    grace = None
     if sink_factory is None:
-        from delivery.live import PART_TARGET
+        from delivery.live import PART_TARGET, target_duration
         from delivery.pipeline import make_delivery_output
         from ingest.cmaf.packager import PackagerSettings
         from ingest.cmaf.sink import packager_sink_factory
 
-        sink_factory = packager_sink_factory(
-            make_delivery_output, PackagerSettings(part_target=PART_TARGET)
+        if settings.GOLIVE_RECONNECT_GRACE > 0:
+            grace = ReconnectGrace(settings.GOLIVE_RECONNECT_GRACE, gatekeeper.conclude)
+        # Segments never outlast the announced target duration, so it never changes.
+        packaging = PackagerSettings(
+            part_target=PART_TARGET, max_segment_duration=target_duration()
         )
-    return IngestServer(PlatformGatekeeper(), sink_factory, config=ingest_config())
+        sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
+    server = PlatformIngest(gatekeeper, sink_factory, config=ingest_config())
+    server.platform = gatekeeper
+    server.grace = grace
+    return server

@@ -38,6 +38,9 @@ class Channel(models.Model):
     )
     is_banned = models.BooleanField("banned", default=False)
     ban_reason = models.CharField(max_length=200, blank=True)
+    # After a force stop, publishes are refused until then (settings.GOLIVE_FORCE_STOP_COOLDOWN).
+    stopped_until = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -113,6 +116,17 @@ class LiveSession(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The recording's VOD playlist in the segment store, once the broadcast has ended.
     vod_path = models.CharField(max_length=255, blank=True)
+    # When retention (GOLIVE_VOD_RETENTION_DAYS) deleted the recording's files.
+    recording_deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set while the publisher is gone but may reconnect into this session (the reconnect
+    # grace, settings.GOLIVE_RECONNECT_GRACE); ``end_reason`` then says why it left.
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    reconnects = models.PositiveIntegerField(
+        default=0, help_text="Times the publisher reconnected into this session."
+    )
+    # Byte and frame counts of the connections before the last reconnect; the columns
+    # above hold their sum with the current connection's.
+    earlier = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

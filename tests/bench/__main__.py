@@ -10,6 +10,10 @@ import sys
 
 BENCHMARKS = {
     "ingest": ("tests.bench.bench_ingest", "CPU per stream: golive's RTMP ingest vs nginx-rtmp"),
+    "delivery": (
+        "tests.bench.bench_delivery",
+        "LL-HLS: latency in Chromium, blocked playlist wake-up, blocked requests held",
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """CPU per stream of golive's RTMP ingest, and of nginx-rtmp on the same streams.
 
     python -m tests.bench ingest [--streams 1,10,50] [--seconds 20] [--warmup 8] [--no-nginx]
+                                 [--profile PATH]
 
 For each stream count, each server runs as a process of its own and N ffmpeg publishers
 replay the same pre-encoded 720p30 ~3 Mb/s file in real time (`-re -stream_loop -1
@@ -18,24 +19,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import functools
 import json
 import os
-import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any
+from typing import Any
 
+from tests.bench.processes import (
+    Processes,
+    cpu_seconds,
+    free_port,
+    read_line,
+    signal_group,
+    sigterm_interrupts,
+    tail,
+    wait_listening,
+)
 from tests.bench.sample import QUIET, Sample, encode_sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,108 +81,6 @@ class Measurement:
         return not self.problems
 
 
-# -- processes --------------------------------------------------------------------------
-
-
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it if this benchmark dies, even by SIGKILL."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-class Processes:
-    """Starts children in sessions of their own (so a terminal's Ctrl-C reaches only the
-    benchmark, which then stops them in order) and stops every one still running at close."""
-
-    def __init__(self) -> None:
-        self._children: list[subprocess.Popen[bytes]] = []
-
-    def start(self, command: list[str], **options: Any) -> subprocess.Popen[bytes]:
-        self._children = [child for child in self._children if child.poll() is None]
-        process = subprocess.Popen(
-            command, start_new_session=True, preexec_fn=_die_with_parent, **options
-        )
-        self._children.append(process)
-        return process
-
-    def close(self) -> None:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C waits
-        try:
-            running = [child for child in self._children if child.poll() is None]
-            for child in running:
-                _signal_group(child, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            for child in running:
-                try:
-                    child.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _signal_group(child, signal.SIGKILL)
-                    child.wait()
-            self._children = []
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    def __enter__(self) -> Processes:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) used so far by `pid` with all its threads, its live
-    descendants and the children it has reaped. Resolution: one clock tick (1/100 s)."""
-    tree: dict[int, tuple[int, int]] = {}  # pid -> (ppid, ticks)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                text = stat.read()
-        except OSError:
-            continue  # exited while we looked
-        # Fields after the command name, which may itself hold spaces and parentheses:
-        # [1] ppid, [11] utime, [12] stime, [13] cutime, [14] cstime: proc(5) fields 4, 14-17.
-        fields = text[text.rindex(")") + 2 :].split()
-        tree[int(entry.name)] = (int(fields[1]), sum(int(f) for f in fields[11:15]))
-    wanted, grown = {pid}, True
-    while grown:
-        grown = False
-        for child, (parent, _ticks) in tree.items():
-            if parent in wanted and child not in wanted:
-                wanted.add(child)
-                grown = True
-    return sum(tree[p][1] for p in wanted if p in tree) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _read_line(stream: IO[bytes], timeout: float) -> bytes:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    return stream.readline() if ready else b""
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 # -- servers ----------------------------------------------------------------------------
 
 
@@ -188,19 +93,22 @@ class RunningServer:
     stop: Callable[[], dict[str, Any]]  # ends the server; golive returns its counts
 
 
-def start_golive(processes: Processes, workdir: Path) -> RunningServer:
+def start_golive(processes: Processes, workdir: Path, profile: Path | None = None) -> RunningServer:
     log = workdir / "golive.log"
+    command = [sys.executable, "-m", "tests.bench.ingest_process", "--port", "0"]
+    if profile is not None:
+        command += ["--profile", str(profile)]
     with log.open("wb") as stderr:
         process = processes.start(
-            [sys.executable, "-m", "tests.bench.ingest_process", "--port", "0"],
+            command,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr,
         )
     assert process.stdout is not None
-    line = _read_line(process.stdout, timeout=30)
+    line = read_line(process.stdout, timeout=30)
     if not line:
-        raise RuntimeError(f"golive's ingest did not start: {_tail(log)}")
+        raise RuntimeError(f"golive's ingest did not start: {tail(log)}")
     port = int(json.loads(line)["port"])
 
     def stop() -> dict[str, Any]:
@@ -208,7 +116,7 @@ def start_golive(processes: Processes, workdir: Path) -> RunningServer:
         out, _ = process.communicate(timeout=30)
         lines = out.decode().strip().splitlines()
         if process.returncode != 0 or not lines:
-            raise RuntimeError(f"golive's ingest failed at stop: {_tail(log)}")
+            raise RuntimeError(f"golive's ingest failed at stop: {tail(log)}")
         return dict(json.loads(lines[-1]))
 
     return RunningServer(GOLIVE, process, port, workdir, stop)
@@ -248,23 +156,16 @@ def start_nginx(processes: Processes, nginx: Nginx, workdir: Path, hls: bool) ->
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    if not _wait_listening(port, process, timeout=10):
-        errors = _tail(log) + _tail(workdir / "error.log")
+    if not wait_listening(port, process, timeout=10):
+        errors = tail(log) + tail(workdir / "error.log")
         raise RuntimeError(f"nginx-rtmp did not start: {errors}")
 
     def stop() -> dict[str, Any]:
-        _signal_group(process, signal.SIGTERM)
+        signal_group(process, signal.SIGTERM)
         process.wait(timeout=30)
         return {}
 
     return RunningServer(NGINX_HLS if hls else NGINX_LIVE, process, port, workdir, stop)
-
-
-def _tail(path: Path, size: int = 1500) -> str:
-    try:
-        return path.read_bytes()[-size:].decode(errors="replace")
-    except OSError:
-        return ""
 
 
 # -- nginx-rtmp installation ------------------------------------------------------------
@@ -374,7 +275,7 @@ def measure(
         except subprocess.TimeoutExpired:
             failed.append(index)
     if failed:
-        log = _tail(workdir / f"publisher{failed[0]:03}.log", 300).strip()
+        log = tail(workdir / f"publisher{failed[0]:03}.log", 300).strip()
         problems.append(f"{len(failed)} publisher(s) failed, the first saying: {log!r}")
     counts = server.stop()
     if server.name == GOLIVE:
@@ -489,19 +390,6 @@ def _streams(counts: list[int]) -> str:
 # -- command line -----------------------------------------------------------------------
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench ingest",
@@ -511,6 +399,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=20, help="measurement window")
     parser.add_argument("--warmup", type=float, default=8, help="publishing before the window")
     parser.add_argument("--no-nginx", action="store_true", help="measure golive alone")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="PATH",
+        help="golive runs under cProfile and writes its stats here (its CPU figure grows)",
+    )
     args = parser.parse_args(argv)
     try:
         counts = [int(n) for n in args.streams.split(",") if n.strip()]
@@ -523,7 +417,9 @@ def main(argv: list[str]) -> int:
         return 2
     nginx = None if args.no_nginx else ensure_nginx()
     servers = [GOLIVE] + ([NGINX_LIVE, NGINX_HLS] if nginx else [])
-    starters: dict[str, Callable[[Processes, Path], RunningServer]] = {GOLIVE: start_golive}
+    starters: dict[str, Callable[[Processes, Path], RunningServer]] = {
+        GOLIVE: lambda p, w: start_golive(p, w, args.profile)
+    }
     if nginx is not None:
         starters[NGINX_LIVE] = lambda p, w: start_nginx(p, nginx, w, hls=False)
         starters[NGINX_HLS] = lambda p, w: start_nginx(p, nginx, w, hls=True)
@@ -531,7 +427,7 @@ def main(argv: list[str]) -> int:
     results: list[Measurement] = []
     try:
         with (
-            _sigterm_interrupts(),
+            sigterm_interrupts(),
             tempfile.TemporaryDirectory(prefix="golive-bench-") as tmp,
             Processes() as processes,
         ):

@@ -1,7 +1,7 @@
 """golive's ingest as a process of its own, for the benchmark to measure: every key is
 admitted (the key is the channel), media goes to counting sinks.
 
-    python -m tests.bench.ingest_process [--host H] [--port P]
+    python -m tests.bench.ingest_process [--host H] [--port P] [--profile PATH]
 
 Prints `{"port": N}` on one line once listening. At SIGTERM or SIGINT it stops the
 server (every publish still running is released) and prints one line
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import logging
 import signal
@@ -100,11 +101,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--heartbeat-interval", type=float, default=2.0)
     parser.add_argument("--plain-asyncio", action="store_true", help="not uvloop")
+    parser.add_argument("--profile", metavar="PATH", help="write cProfile stats of the run here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
     report = (asyncio.run if args.plain_asyncio else run)(
         serve(args.host, args.port, args.heartbeat_interval)
     )
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     print(json.dumps(report), flush=True)
     return 0
 

@@ -165,6 +165,19 @@ def _pyav_publish_here(
             out.mux(packet)
 
 
+
+def played_video_frames(url: str) -> int:
+    """How many video frames ffprobe decodes from a playlist or file (a URL or path)."""
+    probe = subprocess.run(
+        [require("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    counts = set(probe.stdout.split())
+    assert len(counts) == 1, f"ffprobe read {counts or 'nothing'} from {url}: {probe.stderr}"
+    return int(counts.pop())
+
+
 @dataclass
 class RawPublisher:
     """A minimal publisher of our own, to see exactly what the server answers."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 
 from ingest.gatekeeper import (
     EndReason,
@@ -27,8 +28,10 @@ T = TypeVar("T")
 
 
 class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(
+        self, new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    ) -> None:
+        self.loop = new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
@@ -99,9 +102,18 @@ class RunningIngest:
         return next(s for s in reversed(self.sinks) if s.grant.channel == channel)
 
 
+# asyncio's own loop runs the ingest in `manage.py up`, uvloop in `manage.py ingest`: their
+# transports differ in details a protocol can trip on. A module runs its tests on both with
+# `pytestmark = pytest.mark.parametrize("loop_thread", list(EVENT_LOOPS), indirect=True)`.
+EVENT_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
 @pytest.fixture
-def loop_thread() -> Iterator[LoopThread]:
-    thread = LoopThread()
+def loop_thread(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
+    thread = LoopThread(EVENT_LOOPS[getattr(request, "param", "asyncio")])
     yield thread
     thread.close()
 
@@ -111,18 +123,25 @@ def start_ingest(loop_thread: LoopThread) -> Iterator[Callable[..., RunningInges
     started: list[RunningIngest] = []
 
     def start(
-        gatekeeper: Any = None, config: IngestConfig | None = None, keep_packets: bool = False
+        gatekeeper: Any = None,
+        config: IngestConfig | None = None,
+        keep_packets: bool = False,
+        sink_factory: Any = None,
     ) -> RunningIngest:
+        """An ingest on the loop thread; media goes to RecordingSinks (kept in
+        ``sinks``) unless ``sink_factory`` says otherwise."""
         gatekeeper = gatekeeper or FakeGatekeeper()
         sinks: list[RecordingSink] = []
 
-        def sink_factory(grant: Grant) -> RecordingSink:
+        def recording_sinks(grant: Grant) -> RecordingSink:
             sink = RecordingSink(grant, keep_packets=keep_packets)
             sinks.append(sink)
             return sink
 
         async def create() -> IngestServer:
-            server = IngestServer(gatekeeper, sink_factory, config or IngestConfig(node="test"))
+            server = IngestServer(
+                gatekeeper, sink_factory or recording_sinks, config or IngestConfig(node="test")
+            )
             await server.start("127.0.0.1", 0)
             return server
 
@@ -134,3 +153,5 @@ def start_ingest(loop_thread: LoopThread) -> Iterator[Callable[..., RunningInges
     yield start
     for running in started:
         loop_thread.call(running.server.stop(grace=5))
+        if hasattr(running.gatekeeper, "aclose"):  # the platform's: its DB connections
+            loop_thread.call(running.gatekeeper.aclose())

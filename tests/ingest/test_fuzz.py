@@ -19,9 +19,12 @@ from ingest.connection import ConnectionLimits
 from ingest.server import IngestConfig
 from ingest.throttle import ThrottlePolicy
 from tests.ingest.clients import ffmpeg_publish
-from tests.ingest.harness import FakeGatekeeper
+from tests.ingest.harness import EVENT_LOOPS, FakeGatekeeper
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("loop_thread", list(EVENT_LOOPS), indirect=True),
+]
 
 SESSIONS = 10_000
 CONCURRENCY = 48

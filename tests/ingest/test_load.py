@@ -19,9 +19,12 @@ from ingest.server import IngestConfig
 from tests.bench.sample import QUIET, Sample, encode_sample
 from tests.bench.sample import SECONDS as SAMPLE_SECONDS
 from tests.ingest.clients import require
-from tests.ingest.harness import FakeGatekeeper
+from tests.ingest.harness import EVENT_LOOPS, FakeGatekeeper
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("loop_thread", list(EVENT_LOOPS), indirect=True),
+]
 
 PUBLISHERS = 50
 PUBLISH_SECONDS = 15

@@ -14,7 +14,9 @@ from ingest.gatekeeper import EndReason
 from ingest.protocol import ChunkLimits, Message, WindowAckSize, encode_control
 from ingest.server import IngestConfig
 from tests.ingest.clients import RawPublisher, ffmpeg_publish
-from tests.ingest.harness import FakeGatekeeper
+from tests.ingest.harness import EVENT_LOOPS, FakeGatekeeper
+
+pytestmark = pytest.mark.parametrize("loop_thread", list(EVENT_LOOPS), indirect=True)
 
 FAST = ConnectionLimits(handshake_timeout=0.5, publish_timeout=1.0, media_timeout=1.0)
 

@@ -22,7 +22,10 @@ from ingest.sink import MediaPacket, MediaSink, TrackKind
 from tests.ingest.cmaf.media import Clip, Collector
 
 
-def publish(sink: MediaSink, clip: Clip) -> None:
+def publish(
+    sink: MediaSink, clip: Clip, reason: EndReason = EndReason.PUBLISHER_STOPPED
+) -> None:
+    """A clip through ``sink`` as the ingest would feed it, ending with ``reason``."""
     sink.metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output module"})
     for header in clip.headers():
         sink.media(header)
@@ -38,7 +41,7 @@ def publish(sink: MediaSink, clip: Clip) -> None:
                 received_at=frame.received_at,
             )
         )
-    sink.end(EndReason.PUBLISHER_STOPPED)
+    sink.end(reason)
 
 
 class BrokenOutput(Collector):

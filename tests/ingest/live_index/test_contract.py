@@ -762,3 +762,59 @@ def test_an_origin_process_keeps_one_subscriber_connection_for_all_its_waiters(
         assert all(await asyncio.wait_for(asyncio.gather(*waiters), 5.0))
 
     redis_backend.run(scenario)
+
+
+def test_a_wait_that_starts_as_a_shared_read_lands_does_not_freeze_the_event_loop(
+    redis_backend: Backend,
+) -> None:
+    """The origin's order of events at a stream's start: a viewer's snapshot read is in
+    flight, it completes, and before its done callback has run (next loop turn) another
+    viewer's request snapshots and waits. Reusing the finished read without yielding must
+    not become a loop that never yields (it froze the whole origin until the deadline)."""
+
+    async def scenario() -> None:
+        writer = redis_backend.index()
+        reader = redis_backend.peer()
+        assert isinstance(reader, RedisLiveIndex)
+        await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
+        await publish_segment(writer, 0)
+        # Read before the subscription is confirmed: nothing learned, so not fresh.
+        assert await reader.snapshot("s1", "source") is not None
+        watch = next(iter(reader._watches.values()))
+        await asyncio.wait_for(watch.confirmed.wait(), 5.0)
+        assert not watch.fresh()
+
+        release = asyncio.Event()
+        read_window = reader._read_window
+
+        async def held_read(stream: str, rendition: str) -> RenditionWindow | None:
+            window = await read_window(stream, rendition)
+            await release.wait()  # then it finishes in the very next step of its task
+            return window
+
+        reader._read_window = held_read  # type: ignore[method-assign]
+        first = asyncio.create_task(reader.snapshot("s1", "source"))
+        await asyncio.sleep(0.1)  # its read has been made and is held
+        results: list[bool] = []
+
+        async def late_viewer() -> None:
+            # Scheduled behind the read's completion, ahead of its done callback.
+            await reader.snapshot("s1", "source")
+            results.append(await reader.wait_for_part("s1", "source", 1, 0, timeout=1.0))
+
+        read_done = asyncio.Event()
+        assert watch.flight is not None
+        watch.flight.task.add_done_callback(lambda _task: read_done.set())
+        started = time.monotonic()
+        release.set()  # the read's last step is scheduled ...
+        viewer = asyncio.create_task(late_viewer())  # ... and this viewer's first, after it
+        await read_done.wait()
+        await first
+        # The read's own callbacks ran at once: nothing held the loop until a deadline.
+        assert time.monotonic() - started < 0.5, "the event loop stood still"
+        reader._read_window = read_window  # type: ignore[method-assign]
+        await writer.add_part("s1", "source", PartRef(1, 0, 0.5), b"p")
+        await asyncio.wait_for(viewer, 2.0)
+        assert results == [True]
+
+    redis_backend.run(scenario)

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from ingest.protocol.amf0 import decode_values, encode_values
 from ingest.protocol.errors import ProtocolError, TruncatedInput, UnsupportedFeature
 from ingest.protocol.flv import (
+    LEGACY_AAC_HEADER_SIZE,
+    LEGACY_VIDEO_HEADER_SIZE,
     AudioChannelOrder,
     AudioCodec,
     AudioPacketType,
@@ -23,6 +25,8 @@ from ingest.protocol.flv import (
     VideoTrack,
     encode_audio,
     encode_video,
+    find_coded_video,
+    is_raw_aac,
     parse_audio,
     parse_video,
 )
@@ -233,6 +237,92 @@ def test_unknown_fourcc_is_unsupported() -> None:
 def test_unknown_enhanced_packet_type_is_unsupported() -> None:
     with pytest.raises(UnsupportedFeature, match="packet type 9"):
         parse_video(b"\x99hvc1")
+
+
+# The fast path the connection takes for the common bodies
+
+
+def _parsed_video(payload: bytes) -> VideoTag | None:
+    try:
+        return parse_video(payload)
+    except ProtocolError:
+        return None
+
+
+def _parsed_audio(payload: bytes) -> AudioTag | None:
+    try:
+        return parse_audio(payload)
+    except ProtocolError:
+        return None
+
+
+# First bytes around the legacy AVC (7) and HEVC (12) codec ids, every frame type, with
+# and without the E-RTMP header bit; then the packet type; then anything.
+video_bodies = st.builds(
+    lambda first, packet_type, rest: bytes((first, packet_type)) + rest,
+    st.sampled_from([(high << 4) | low for high in range(16) for low in (2, 6, 7, 12, 13)]),
+    st.integers(0, 4) | st.integers(0, 255),
+    st.binary(max_size=8),
+) | st.binary(max_size=8)
+
+
+@given(video_bodies)
+@settings(max_examples=2000)
+def test_the_video_fast_path_agrees_with_parse_video(payload: bytes) -> None:
+    fast = find_coded_video(payload)
+    tag = _parsed_video(payload)
+    if fast is None:
+        # Declined only what is not a legacy AVC/HEVC coded frame.
+        assert (
+            tag is None
+            or tag.enhanced
+            or tag.codec not in (VideoCodec.AVC, VideoCodec.HEVC)
+            or tag.packet_type != VideoPacketType.CODED_FRAMES
+            or tag.command is not None
+        )
+        return
+    assert tag is not None
+    assert not tag.enhanced
+    assert tag.packet_type == VideoPacketType.CODED_FRAMES
+    assert (tag.codec, tag.is_keyframe, tag.composition_time) == fast
+    assert bytes(tag.data) == payload[LEGACY_VIDEO_HEADER_SIZE:]
+
+
+@given(
+    st.builds(
+        lambda first, packet_type, rest: bytes((first, packet_type)) + rest,
+        st.integers(0, 255),
+        st.integers(0, 3),
+        st.binary(max_size=8),
+    )
+    | st.binary(max_size=3)
+)
+@settings(max_examples=2000)
+def test_the_aac_fast_path_agrees_with_parse_audio(payload: bytes) -> None:
+    tag = _parsed_audio(payload)
+    if is_raw_aac(payload):
+        assert tag is not None
+        assert (tag.codec, tag.packet_type, tag.enhanced) == (
+            AudioCodec.AAC,
+            AudioPacketType.CODED_FRAMES,
+            False,
+        )
+        assert bytes(tag.data) == payload[LEGACY_AAC_HEADER_SIZE:]
+    else:
+        assert (
+            tag is None
+            or tag.enhanced
+            or tag.codec != AudioCodec.AAC
+            or tag.packet_type != AudioPacketType.CODED_FRAMES
+        )
+
+
+def test_the_fast_path_takes_what_ffmpeg_and_obs_send() -> None:
+    assert find_coded_video(b"\x17\x01\x00\x00\x42nalu") == (VideoCodec.AVC, True, 0x42)
+    assert find_coded_video(b"\x2c\x01\xff\xff\xd8nalu") == (VideoCodec.HEVC, False, -40)
+    assert find_coded_video(b"\x17\x00\x00\x00\x00avcC") is None  # sequence header
+    assert is_raw_aac(b"\xaf\x01\x21\x00")
+    assert not is_raw_aac(b"\xaf\x00\x12\x10")  # AudioSpecificConfig
 
 
 # Audio

@@ -113,3 +113,36 @@ def test_chromium_plays_the_watch_page_with_low_latency(platform_up) -> None:
     # The aim (1.5 s) is the benchmark's to report; a timed test only catches a regression.
     assert statistics.median(playback.latencies) < 5
     assert not playback.errors, playback.errors
+
+
+def test_the_target_duration_never_changes_even_with_a_long_keyframe_interval(
+    platform_up,
+) -> None:
+    """A 4 s GOP against the 2 s target: segments end at 2 s, every other one without a
+    key frame (its first part not INDEPENDENT), and EXT-X-TARGETDURATION stays 2."""
+    banner, base = platform_up
+    publisher = ffmpeg_publish(
+        f"{banner['rtmp']}/{banner['key']}", frames=420, gop=120, realtime=True, background=True
+    )
+    try:
+        _, master = wait_for(f"{base}/live/demo/master.m3u8", 15.0)
+        media_url = urljoin(f"{base}/live/demo/master.m3u8", master.text.split()[-1])
+        targets, starts = set(), {}
+        previous = None
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            response = requests.get(media_url, timeout=10)
+            assert response.status_code == 200
+            previous = check_media_playlist(response.text, previous=previous)
+            targets.add(previous.target_duration)
+            for segment in previous.complete:
+                if segment.parts:
+                    starts[segment.msn] = (segment.duration, segment.parts[0].independent)
+            time.sleep(0.3)
+    finally:
+        publisher.kill()
+        publisher.communicate()
+    assert targets == {2}
+    assert len(starts) >= 3, starts
+    assert all(round(duration) <= 2 for duration, _ in starts.values())
+    assert {independent for _, independent in starts.values()} == {True, False}

@@ -21,21 +21,47 @@ ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
-def embedded_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "S3_BUCKET",
-                        "GOLIVE_PUBLIC_URL", "GOLIVE_RTMP_URL"}}
-    env.update(GOLIVE_DATA_DIR=str(tmp_path / "var"), MEDIA_ROOT=str(tmp_path / "media"),
-               PYTHONUNBUFFERED="1")
+def embedded_env(tmp_path: Path, *, reconnect_grace: float = 0) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "S3_BUCKET",
+            "GOLIVE_PUBLIC_URL",
+            "GOLIVE_RTMP_URL",
+        }
+    }
+    env.update(
+        GOLIVE_DATA_DIR=str(tmp_path / "var"),
+        MEDIA_ROOT=str(tmp_path / "media"),
+        PYTHONUNBUFFERED="1",
+        GOLIVE_RECONNECT_GRACE=str(reconnect_grace),
+    )
     return env
 
 
-def start(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def start(
+    tmp_path: Path, port: int, *, reconnect_grace: float = 0
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "up", "--http", f"127.0.0.1:{port}",
-         "--rtmp", f"127.0.0.1:{free_port()}"],
-        cwd=ROOT, env=embedded_env(tmp_path), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "manage.py",
+            "up",
+            "--http",
+            f"127.0.0.1:{port}",
+            "--rtmp",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,
+        env=embedded_env(tmp_path, reconnect_grace=reconnect_grace),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     banner: dict[str, str] = {}
     deadline = time.monotonic() + 60
@@ -45,7 +71,8 @@ def start(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, s
         if not line:
             break
         for name, pattern in {
-            "watch": r"Watch:\s+(\S+)", "rtmp": r"RTMP URL:\s+(\S+)",
+            "watch": r"Watch:\s+(\S+)",
+            "rtmp": r"RTMP URL:\s+(\S+)",
             "key": r"Stream key:\s+(\S+)",
             "admin": r"Admin:\s+(\S+)\s+\(user (\S+), password (\S+)\)",
             "api": r"API docs:\s+(\S+)",
@@ -80,9 +107,14 @@ def log_in(admin_url: str, user: str, password: str) -> requests.Response:
     assert token
     response = session.post(
         admin_url + "login/?next=/admin/",
-        data={"username": user, "password": password,
-              "csrfmiddlewaretoken": token.group(1), "next": "/admin/"},
-        headers={"Referer": admin_url + "login/"}, timeout=10,
+        data={
+            "username": user,
+            "password": password,
+            "csrfmiddlewaretoken": token.group(1),
+            "next": "/admin/",
+        },
+        headers={"Referer": admin_url + "login/"},
+        timeout=10,
     )
     return response
 

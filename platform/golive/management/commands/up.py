@@ -71,6 +71,8 @@ class Command(BaseCommand):
             f"  Stream key:  {demo.stream_key}\n"
             f"  Admin:       {public}/admin/  (user {demo.admin_username},"
             f" password {demo.admin_password})\n"
+            f"  Capacity:    {public}/admin/capacity/  (live streams against the quota)\n"
+            f"  Metrics:     {public}/metrics\n"
             f"  API docs:    {public}/api/docs/\n"
             "In OBS: Settings > Stream > Service: Custom, Server: the RTMP URL,"
             " Stream Key: the key.\n"
@@ -83,6 +85,7 @@ class Command(BaseCommand):
         from daphne.server import Server, twisted_loop
         from twisted.internet import defer, reactor
 
+        from delivery.retention import expire_recordings_periodically
         from golive.asgi import application
         from streams.broadcasts import end_orphaned_sessions
         from streams.ingest_runtime import build_ingest_server
@@ -97,9 +100,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"cannot listen for RTMP on {rtmp_host}:{rtmp_port}: {error}"
             ) from None
+        housekeeping = twisted_loop.create_task(expire_recordings_periodically())
+
+        def shut_down() -> defer.Deferred[None]:
+            housekeeping.cancel()
+            return defer.Deferred.fromFuture(twisted_loop.create_task(ingest.stop()))
+
         reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
-            "before", "shutdown",
-            lambda: defer.Deferred.fromFuture(twisted_loop.create_task(ingest.stop())),
+            "before", "shutdown", shut_down
         )
         Server(
             application=application,

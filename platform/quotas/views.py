@@ -1,0 +1,39 @@
+"""The admin capacity page (mounted at /admin/capacity/ through `admin.site.admin_view`,
+which sends anyone who is not active staff to the login page)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from api.permissions import is_ops
+
+from . import capacity as figures
+from .actions import get_quota
+
+
+def capacity(request: HttpRequest) -> HttpResponse:
+    """Ops and superusers only: other staff get 403."""
+    if not is_ops(request.user):
+        raise PermissionDenied("Only ops staff may see the capacity page.")
+    now = timezone.now()
+    quota = get_quota()
+    series = figures.load_series(now, quota)
+    rows = figures.load_live_rows(now)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Capacity",
+        "now": now,
+        "quota": quota,
+        "live_now": series.live[-1],
+        "transcoded_now": sum(row.transcoded for row in rows),
+        "series": series,
+        "chart": figures.draw(series),
+        "admissions": figures.load_admissions(now),
+        "rows": rows,
+        "stale_after": figures.format_duration(figures.stale_after()),
+    }
+    return TemplateResponse(request, "admin/quotas/capacity.html", context)
