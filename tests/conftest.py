@@ -7,10 +7,13 @@ watches, ada is an admin, olga is ops. Other objects are built inline in each te
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from tests.scheduling import drop_realtime
 
 REQUIRE_SERVICES = os.environ.get("GOLIVE_REQUIRE_SERVICES") == "1"
 
@@ -35,6 +38,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 _database_server: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _stays_off_the_real_time_scheduler() -> Iterator[None]:
+    """A test that leaves this process SCHED_FIFO (SVT-AV1 does, as root) fails, and the
+    process is put back: every server, ffmpeg and browser started later would inherit it
+    and, on two cores, could starve everything else."""
+    yield
+    if dropped := drop_realtime():
+        pytest.fail(f"the test left {dropped} thread(s) of this process real-time (SCHED_FIFO); "
+                    "call tests.scheduling.drop_realtime() after opening the encoder")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,6 +23,7 @@ from ingest.protocol import (
     encode_control,
 )
 from ingest.protocol.handshake import ClientHandshake
+from tests.scheduling import drop_realtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -161,6 +162,10 @@ def _pyav_publish_here(
             frame.pts, frame.time_base = index, fractions.Fraction(1, rate)
             for packet in stream.encode(frame):
                 out.mux(packet)
+            if index == 0:
+                # SVT-AV1 has just made every thread SCHED_FIFO 99: at that priority its
+                # encoding threads would starve the server under test.
+                drop_realtime()
         for packet in stream.encode(None):
             out.mux(packet)
 

@@ -30,6 +30,7 @@ from ingest.codecs import (
     parse_vp9_config,
 )
 from ingest.codecs.hevc import parse_hevc_sps
+from tests.scheduling import drop_realtime
 
 av = pytest.importorskip("av")
 
@@ -83,6 +84,7 @@ def encode_video(
                 output.mux(packet)
         for packet in stream.encode():
             output.mux(packet)
+    drop_realtime()  # SVT-AV1 leaves the process SCHED_FIFO
     buffer.seek(0)
     with av.open(buffer, format=container) as demuxed:
         return bytes(demuxed.streams.video[0].codec_context.extradata or b"")
@@ -163,6 +165,7 @@ def encode_dash(directory: Path, encoder: str, pix_fmt: str, hdr: bool) -> tuple
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
+    drop_realtime()  # SVT-AV1 leaves the process SCHED_FIFO
     match = re.search(r'codecs="([^"]+)"', (directory / "m.mpd").read_text())
     assert match, "the DASH muxer wrote no codecs attribute"
     (init,) = directory.glob("init*")

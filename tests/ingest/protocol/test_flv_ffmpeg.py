@@ -25,6 +25,7 @@ from ingest.protocol.flv import (
     parse_audio,
     parse_video,
 )
+from tests.scheduling import drop_realtime
 
 WIDTH, HEIGHT = 320, 240
 
@@ -65,6 +66,7 @@ def encode_flv(video_codec: str, options: dict[str, str] | None = None) -> bytes
             frame.pts = index
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
+        drop_realtime()  # SVT-AV1 leaves the process SCHED_FIFO
         for index in range(4):
             samples = av.AudioFrame(format="fltp", layout="mono", samples=1024)
             samples.planes[0].update(bytes(samples.planes[0].buffer_size))
