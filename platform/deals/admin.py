@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from golive.admin import AppendOnlyAdmin
+
 from . import actions
 from .actions import DealError
 from .calculation import CalculationError, Period, format_money
@@ -451,7 +453,7 @@ class PayoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
+class LedgerEntryAdmin(AppendOnlyAdmin):
     """The ledger, read-only: rows are written by the payout workflow and never edited."""
 
     list_display = [
@@ -462,15 +464,6 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     search_fields = ["transaction_id", "payout__deal__streamer__display_name"]
     list_select_related = ["payout__deal__streamer"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def spreadsheet_safe(text: str, empty: str) -> str:

@@ -359,13 +359,7 @@ def _guarantee(
         lines.append(Line("requirements", "all minimums met: the guarantee is paid in full"))
         return base
     if terms.shortfall == Shortfall.NOTHING:
-        lines.append(
-            Line(
-                "requirements",
-                f"a minimum was missed and the deal says nothing is paid: {money(0)}",
-            )
-        )
-        return Fraction(0)
+        return _nothing_paid(money, lines)
     hours_ratio = _ratio(Fraction(activity.seconds), required.seconds)
     streams_ratio = _ratio(Fraction(activity.streams), Fraction(required.streams))
     ratio = min(hours_ratio, streams_ratio)
@@ -384,6 +378,13 @@ def _guarantee(
     return paid
 
 
+def _nothing_paid(money: Money, lines: list[Line]) -> Fraction:
+    lines.append(
+        Line("requirements", f"a minimum was missed and the deal says nothing is paid: {money(0)}")
+    )
+    return Fraction(0)
+
+
 def _per_hour(
     terms: Terms, required: Requirements, activity: Activity, money: Money, lines: list[Line]
 ) -> Fraction:
@@ -399,13 +400,7 @@ def _per_hour(
         lines.append(Line("requirements", "all minimums met: every hour is paid"))
         return earned
     if terms.shortfall == Shortfall.NOTHING:
-        lines.append(
-            Line(
-                "requirements",
-                f"a minimum was missed and the deal says nothing is paid: {money(0)}",
-            )
-        )
-        return Fraction(0)
+        return _nothing_paid(money, lines)
     lines.append(
         Line(
             "requirements",

@@ -7,6 +7,8 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
+from golive.admin import AppendOnlyAdmin
+
 from .actions import QuotaError, get_quota, set_quota
 from .models import QuotaChange, ServerQuota
 
@@ -59,17 +61,8 @@ class ServerQuotaAdmin(admin.ModelAdmin):
 
 
 @admin.register(QuotaChange)
-class QuotaChangeAdmin(admin.ModelAdmin):
+class QuotaChangeAdmin(AppendOnlyAdmin):
     list_display = ["changed_at", "changed_by_name", "source", "summary", "reason"]
     list_filter = ["source"]
     search_fields = ["changed_by_name", "reason"]
     date_hierarchy = "changed_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
