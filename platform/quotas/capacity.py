@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from streams.broadcasts import lease_ttl
 from streams.models import LiveSession
 
 from .models import AdmissionTally, QuotaChange, ServerQuota, SlotLease
@@ -166,7 +166,6 @@ REFUSAL_REASONS = {
     "capacity": "platform at its stream quota",
     "partner_reserve": "only partner slots left",
     "cooldown": "channel in its force-stop cool-down",
-    "throttled": "too many wrong keys from the address",
 }
 
 
@@ -281,7 +280,7 @@ def format_duration(span: timedelta) -> str:
 
 def stale_after() -> timedelta:
     """A heartbeat older than a lease lasts means the ingest has stopped reporting."""
-    return timedelta(seconds=settings.GOLIVE_LEASE_TTL)
+    return lease_ttl()
 
 
 def live_row(session: LiveSession, lease: SlotLease | None, now: datetime) -> LiveRow:

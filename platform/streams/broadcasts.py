@@ -246,10 +246,7 @@ def _figures(
 ) -> dict[str, object]:
     before = earlier or {}
     return {
-        "bytes_in": health.bytes_in + before.get("bytes_in", 0),
-        "video_frames": health.video_frames + before.get("video_frames", 0),
-        "audio_frames": health.audio_frames + before.get("audio_frames", 0),
-        "media_duration_ms": health.media_duration_ms + before.get("media_duration_ms", 0),
+        **{name: getattr(health, name) + before.get(name, 0) for name in ADDITIVE},
         "video_codec": description.video_codec[:64],
         "audio_codec": description.audio_codec[:64],
         "width": description.width,
@@ -270,12 +267,13 @@ def record_heartbeat(
     """Stores the latest figures and renews the slot lease. False when the stream must
     stop: its session was ended (a force stop) or its lease lapsed and the slot is gone."""
     now = timezone.now()
-    renewed = SlotLease.objects.filter(session_id=session_id).update(
-        expires_at=now + lease_ttl()
-    )
-    updated = LiveSession.objects.filter(
-        pk=session_id, ended_at__isnull=True, disconnected_at__isnull=True
-    ).update(last_heartbeat_at=now, **_figures(description, health, earlier))
+    with transaction.atomic():  # one commit for both rows
+        renewed = SlotLease.objects.filter(session_id=session_id).update(
+            expires_at=now + lease_ttl()
+        )
+        updated = LiveSession.objects.filter(
+            pk=session_id, ended_at__isnull=True, disconnected_at__isnull=True
+        ).update(last_heartbeat_at=now, **_figures(description, health, earlier))
     return renewed == 1 and updated == 1
 
 
@@ -387,7 +385,8 @@ def rebalance_transcodes() -> int:
     transcoded stream ended, or ops raised the transcode quota). Returns how many."""
     live = LiveSession.objects.filter(ended_at__isnull=True)
     quota = get_quota()
-    if not live.filter(transcoded=False).exists() or (
+    # Only connected streams are upgraded: one waiting out its reconnect grace is not work.
+    if not live.filter(transcoded=False, disconnected_at__isnull=True).exists() or (
         live.filter(transcoded=True).count() >= quota.max_transcodes
     ):
         return 0  # nothing to do: no lock taken

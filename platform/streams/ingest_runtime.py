@@ -14,7 +14,6 @@ from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
 
 from . import broadcasts
-from .broadcasts import conclude_graces
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class PlatformIngest(IngestServer):
         await super().stop(grace)
         if self.grace is not None:
             self.grace.end_all()
-            await self.platform.workers.wrap(conclude_graces)(settings.GOLIVE_NODE_NAME)
+            await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
         await self.platform.aclose()
 
     async def _keep_house(self) -> None:
