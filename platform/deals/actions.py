@@ -17,7 +17,6 @@ changes again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,7 +189,11 @@ def compute_payout(
     _require_closed(period, now)
     user, name = _who(actor, actor_name)
     with transaction.atomic():
-        deal = Deal.objects.select_for_update().select_related("streamer").get(pk=deal.pk)
+        deal = (
+            Deal.objects.select_for_update(of=("self",))
+            .select_related("streamer")
+            .get(pk=deal.pk)
+        )
         if deal.status == DealStatus.DRAFT:
             raise PayoutError(f"the deal with {deal.streamer} is not signed yet")
         try:
@@ -342,7 +345,11 @@ def void_payout(
 def _lock(payout: Payout) -> Payout:
     """The payout's row, locked after its deal's (the order every transition uses)."""
     Deal.objects.select_for_update().filter(pk=payout.deal_id).get()
-    return Payout.objects.select_for_update().select_related("deal__streamer").get(pk=payout.pk)
+    return (
+        Payout.objects.select_for_update(of=("self",))
+        .select_related("deal__streamer")
+        .get(pk=payout.pk)
+    )
 
 
 def _payout_event(
@@ -375,24 +382,22 @@ def close_period(
     actor_name: str = "",
     dry_run: bool = False,
     now: datetime | None = None,
-    deals: Iterable[Deal] | None = None,
 ) -> list[Closing]:
     """Computes the period's draft payouts for every deal that owes one.
 
-    Deals: active, ended or terminated, with a term overlapping the period (or the
-    ``deals`` given). Approved, paid and void payouts are left alone, so running it again
-    is harmless. ``dry_run`` calculates and reports without writing. Raises PayoutError
-    when the period has not ended; a failure for one deal is reported and the rest go on.
+    Deals: active, ended or terminated, with a term overlapping the period. Approved,
+    paid and void payouts are left alone, so running it again is harmless. ``dry_run``
+    calculates and reports without writing. Raises PayoutError when the period has not
+    ended; a failure for one deal is reported and the rest go on.
     """
     now = now or timezone.now()
     _require_closed(period, now)
-    if deals is None:
-        deals = (
-            Deal.objects.filter(starts_on__lt=period.end_day, ends_on__gte=period.first_day)
-            .exclude(status=DealStatus.DRAFT)
-            .select_related("streamer")
-            .order_by("id")
-        )
+    deals = (
+        Deal.objects.filter(starts_on__lt=period.end_day, ends_on__gte=period.first_day)
+        .exclude(status=DealStatus.DRAFT)
+        .select_related("streamer")
+        .order_by("id")
+    )
     existing = {
         payout.deal_id: payout
         for payout in Payout.objects.filter(period_start=period.first_day)
@@ -409,8 +414,6 @@ def _close_one(
 ) -> Closing:
     if deal.status not in CLOSING_STATUSES:
         return Closing(deal, "skipped", f"the deal is {deal.status}")
-    if not deal.covers(period):
-        return Closing(deal, "skipped", f"the term does not cover {period}")
     if payout is not None and payout.status != Status.DRAFT:
         return Closing(deal, "skipped", f"the payout is {payout.status}", payout.amount_cents)
     if dry_run:

@@ -148,9 +148,6 @@ class Deal(models.Model):
     def warnings(self) -> list[str]:
         return range_warnings(self.terms())
 
-    def covers(self, period: Period) -> bool:
-        return self.starts_on < period.end_day and self.ends_on >= period.first_day
-
 
 class DealEvent(models.Model):
     """Who created, changed, signed, paused, ended or terminated a deal, and when."""

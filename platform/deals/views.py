@@ -11,15 +11,17 @@ from django.utils import timezone
 
 from .calculation import format_money
 from .models import Deal, Payout
-from .progress import progress
+from .progress import progress, with_period_sessions
 
 
 @login_required
 def earnings(request: HttpRequest) -> HttpResponse:
     """The logged-in streamer's own deals and payouts only, whoever is asking."""
     now = timezone.now()
-    deals = Deal.objects.of_streamer(request.user).select_related("streamer")
-    payouts = Payout.objects.of_streamer(request.user).select_related("deal")
+    deals = with_period_sessions(
+        Deal.objects.of_streamer(request.user).select_related("streamer"), now
+    )
+    payouts = Payout.objects.of_streamer(request.user)
     owed: dict[str, int] = defaultdict(int)
     paid: dict[str, int] = defaultdict(int)
     for payout in payouts:

@@ -253,3 +253,19 @@ def test_the_ledger_is_listed_read_only(alice, ada, grace, client) -> None:
     page = client.get("/admin/deals/ledgerentry/").content.decode()
     assert page.count("500000") == 2  # one debit, one credit
     assert "/admin/deals/ledgerentry/add/" not in page
+
+
+def test_the_earnings_page_reads_this_periods_sessions_once_however_many_deals(
+    alice, ada, client
+) -> None:
+    def queries() -> int:
+        client.force_login(alice.user)
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/earnings").status_code == 200
+        return len(captured)
+
+    make_deal(alice.streamer, ada, ends_on=date(2099, 12, 31))
+    one = queries()
+    make_deal(alice.streamer, ada, kind="per_hour", amount_cents=5_000, ends_on=date(2099, 12, 31))
+    make_deal(alice.streamer, ada, starts_on=date(2026, 1, 1), ends_on=date(2099, 12, 31))
+    assert queries() == one
