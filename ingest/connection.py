@@ -638,6 +638,9 @@ class RtmpConnection(asyncio.Protocol):
         try:
             async with asyncio.timeout(limit):
                 return await asyncio.shield(admission)
+        except asyncio.CancelledError:
+            admission.add_done_callback(self._release_late_grant)  # the answer outlives us
+            raise
         except TimeoutError:
             admission.add_done_callback(self._release_late_grant)
             log.warning("%s: no admission answer within %.0f s", self._label(), limit)

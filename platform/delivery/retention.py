@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
+from streams.gatekeeper import database_call
 from streams.models import LiveSession
 
 from .live import recording_prefix
@@ -67,13 +67,12 @@ def expire_recordings(
 async def expire_recordings_periodically(interval: float = 3600.0) -> None:
     """The embedded mode's stand-in for Celery beat: `expire_recordings` every hour."""
 
-    def run() -> Expired:
-        close_old_connections()
-        return expire_recordings()
-
+    # Not on asgiref's shared thread: VOD writes of live broadcasts run there, and a long
+    # deletion must not hold them up.
+    run = sync_to_async(database_call(expire_recordings), thread_sensitive=False)
     while True:
         try:
-            await sync_to_async(run)()
+            await run()
         except Exception:
             log.exception("retention run failed")
         await asyncio.sleep(interval)
