@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
-from golive.admin import AppendOnlyAdmin
+from golive.admin import AppendOnlyAdmin, AppendOnlyInline
 
 from . import actions
 from .actions import DealError
@@ -104,18 +104,28 @@ def form_step(
     )
 
 
+def ask_then_each(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],
+    form_class: type[forms.Form], title: str, field: str,
+    step: Callable[[Any, Any], object], done: str, initial: dict[str, Any] | None = None,
+) -> TemplateResponse | None:
+    """An action that asks for one value (the form's ``field``) first, then applies
+    ``step(item, value)`` to each item; ``done`` may name the value as ``{value}``."""
+    asked = form_step(model_admin, request, queryset, form_class, title, initial)
+    if isinstance(asked, TemplateResponse):
+        return asked
+    value = asked.cleaned_data[field]
+    run_each(request, queryset, lambda item: step(item, value), done.format(value=value))
+    return None
+
+
 # --- Deals --------------------------------------------------------------------------------
 
 
-class DealEventInline(admin.TabularInline):
+class DealEventInline(AppendOnlyInline):
     model = DealEvent
     fields = ["at", "actor_name", "from_status", "to_status", "note"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Deal)
@@ -202,37 +212,31 @@ class DealAdmin(admin.ModelAdmin):
 
     @admin.action(description="Terminate today…", permissions=["change"])
     def terminate(self, request: HttpRequest, queryset: QuerySet[Deal]) -> Any:
-        step = form_step(self, request, queryset, ReasonForm, "Terminate deals")
-        if isinstance(step, TemplateResponse):
-            return step
-        reason = step.cleaned_data["reason"]
-        self._set(request, queryset, Deal.Status.TERMINATED, "Terminated", note=reason)
-        return None
+        return ask_then_each(
+            self, request, queryset, ReasonForm, "Terminate deals", "reason",
+            lambda deal, reason: actions.set_deal_status(
+                deal, Deal.Status.TERMINATED, actor=request.user, note=reason
+            ),
+            "Terminated",
+        )
 
     def _set(
-        self, request: HttpRequest, queryset: QuerySet[Deal], status: str, done: str,
-        note: str = "",
+        self, request: HttpRequest, queryset: QuerySet[Deal], status: str, done: str
     ) -> None:
         run_each(
             request, queryset,
-            lambda deal: actions.set_deal_status(deal, status, actor=request.user, note=note),
+            lambda deal: actions.set_deal_status(deal, status, actor=request.user),
             done,
         )
 
     @admin.action(description="Compute payouts for a period…", permissions=["change"])
     def compute_for_period(self, request: HttpRequest, queryset: QuerySet[Deal]) -> Any:
-        step = form_step(
-            self, request, queryset, PeriodForm, "Compute payouts", {"period": last_month()}
+        return ask_then_each(
+            self, request, queryset, PeriodForm, "Compute payouts", "period",
+            lambda deal, period: actions.compute_payout(deal, period, actor=request.user),
+            "Computed {value} drafts (another admin approves them)",
+            initial={"period": last_month()},
         )
-        if isinstance(step, TemplateResponse):
-            return step
-        period = step.cleaned_data["period"]
-        run_each(
-            request, queryset,
-            lambda deal: actions.compute_payout(deal, period, actor=request.user),
-            f"Computed {period} drafts (another admin approves them)",
-        )
-        return None
 
 
 # --- Payouts ------------------------------------------------------------------------------
@@ -259,18 +263,7 @@ class PeriodFilter(admin.SimpleListFilter):
             return queryset.none()
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class PayoutLineInline(ReadOnlyInline):
+class PayoutLineInline(AppendOnlyInline):
     model = PayoutLine
     verbose_name_plural = "calculation, line by line"
     fields = ["position", "label", "detail", "amount"]
@@ -283,14 +276,14 @@ class PayoutLineInline(ReadOnlyInline):
         return format_money(line.amount_cents, line.payout.currency)
 
 
-class PayoutEventInline(ReadOnlyInline):
+class PayoutEventInline(AppendOnlyInline):
     model = PayoutEvent
     verbose_name_plural = "audit trail"
     fields = ["at", "actor_name", "from_status", "to_status", "amount_cents", "note"]
     readonly_fields = fields
 
 
-class LedgerEntryInline(ReadOnlyInline):
+class LedgerEntryInline(AppendOnlyInline):
     model = LedgerEntry
     fields = ["created_at", "kind", "account", "debit_cents", "credit_cents", "transaction_id"]
     readonly_fields = fields
@@ -356,29 +349,19 @@ class PayoutAdmin(admin.ModelAdmin):
 
     @admin.action(description="Mark paid…", permissions=["change"])
     def mark_paid(self, request: HttpRequest, queryset: QuerySet[Payout]) -> Any:
-        step = form_step(self, request, queryset, ReferenceForm, "Mark payouts paid")
-        if isinstance(step, TemplateResponse):
-            return step
-        reference = step.cleaned_data["reference"]
-        run_each(
-            request, queryset,
-            lambda p: actions.mark_paid(p, actor=request.user, reference=reference),
+        return ask_then_each(
+            self, request, queryset, ReferenceForm, "Mark payouts paid", "reference",
+            lambda p, reference: actions.mark_paid(p, actor=request.user, reference=reference),
             "Marked paid",
         )
-        return None
 
     @admin.action(description="Void…", permissions=["change"])
     def void(self, request: HttpRequest, queryset: QuerySet[Payout]) -> Any:
-        step = form_step(self, request, queryset, ReasonForm, "Void payouts")
-        if isinstance(step, TemplateResponse):
-            return step
-        reason = step.cleaned_data["reason"]
-        run_each(
-            request, queryset,
-            lambda p: actions.void_payout(p, actor=request.user, reason=reason),
+        return ask_then_each(
+            self, request, queryset, ReasonForm, "Void payouts", "reason",
+            lambda p, reason: actions.void_payout(p, actor=request.user, reason=reason),
             "Voided",
         )
-        return None
 
     @admin.action(description="Recompute (drafts and void ones)", permissions=["change"])
     def recompute(self, request: HttpRequest, queryset: QuerySet[Payout]) -> None:
