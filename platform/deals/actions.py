@@ -62,6 +62,14 @@ def _who(actor: Any, actor_name: str) -> tuple[Any, str]:
     return user, (user.get_username() if user is not None else actor_name or "system")
 
 
+def _person(actor: Any, doing: str, error: type[DealError] = PayoutError) -> tuple[Any, str]:
+    """The acting admin, for a step only a person may take (no command, no task)."""
+    user, name = _who(actor, "")
+    if user is None:
+        raise error(f"{doing} by a person: log in as an admin")
+    return user, name
+
+
 # --- Deals -------------------------------------------------------------------------------
 
 
@@ -101,9 +109,7 @@ def save_deal(deal: Deal, *, actor: Any, actor_name: str = "") -> list[str]:
 def sign_deal(deal: Deal, *, actor: Any, now: datetime | None = None) -> Deal:
     """Draft → active, recording who signed it. Idempotent for a deal already signed."""
     now = now or timezone.now()
-    user, name = _who(actor, "")
-    if user is None:
-        raise DealError("a deal is signed by a person: log in as an admin")
+    user, name = _person(actor, "a deal is signed", DealError)
     with transaction.atomic():
         locked = Deal.objects.select_for_update().get(pk=deal.pk)
         if locked.signed_at is not None:
@@ -253,9 +259,7 @@ def approve_payout(payout: Payout, *, actor: Any, now: datetime | None = None) -
     (Dr deal expense, Cr owed to streamers). Idempotent for an approved payout. Raises
     PayoutError for self-approval, an anonymous actor, or a void or paid payout."""
     now = now or timezone.now()
-    user, name = _who(actor, "")
-    if user is None:
-        raise PayoutError("a payout is approved by a person: log in as an admin")
+    user, name = _person(actor, "a payout is approved")
     with transaction.atomic():
         payout = _lock(payout)
         if payout.status == Status.APPROVED:
@@ -288,9 +292,7 @@ def mark_paid(
         raise PayoutError("give the payment's reference (bank transfer id, invoice number)")
     if len(reference) > 200:
         raise PayoutError("a payment reference is at most 200 characters")
-    user, name = _who(actor, "")
-    if user is None:
-        raise PayoutError("a payout is marked paid by a person: log in as an admin")
+    user, name = _person(actor, "a payout is marked paid")
     with transaction.atomic():
         payout = _lock(payout)
         if payout.status == Status.PAID and payout.payment_reference == reference:
@@ -320,9 +322,7 @@ def void_payout(
     reason = reason.strip()
     if not reason:
         raise PayoutError("say why the payout is voided (a reason is required)")
-    user, name = _who(actor, "")
-    if user is None:
-        raise PayoutError("a payout is voided by a person: log in as an admin")
+    user, name = _person(actor, "a payout is voided")
     with transaction.atomic():
         payout = _lock(payout)
         if payout.status == Status.VOID:
