@@ -59,7 +59,7 @@ from typing import TypeVar
 from ingest.live_index import LiveIndex, PartRef, SegmentRef
 from ingest.live_index.redis_index import RedisLiveIndex
 from ingest.runner import run
-from tests.bench.clients import KeepAliveClient, Response, close_all, connect
+from tests.bench.clients import KeepAliveClient, Response, close_all, connect, connect_one
 from tests.bench.processes import (
     Processes,
     cpu_seconds,
@@ -212,8 +212,9 @@ async def settle(pid: int, quiet: float = 0.3, patience: float = 60.0) -> bool:
     while time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         now, busy = time.monotonic(), runnable_threads(pid) > 0
-        if busy or cpu_seconds(pid) - used > tick * 1.5:
-            since, used = now, cpu_seconds(pid)
+        cpu = cpu_seconds(pid)  # one walk of /proc per look
+        if busy or cpu - used > tick * 1.5:
+            since, used = now, cpu
         elif now - since >= quiet:
             return True
     return False
@@ -413,18 +414,13 @@ async def _hold(
             return
 
     gate = asyncio.Semaphore(200)
-    loop = asyncio.get_running_loop()
-    header = f"127.0.0.1:{origin.port}"
 
     async def connect_and_hold() -> None:
-        async with gate:
-            try:
-                _transport, client = await loop.create_connection(
-                    lambda: KeepAliveClient(header), "127.0.0.1", origin.port
-                )
-            except OSError:
-                one_started()  # counted as sent, reported as failed
-                raise
+        try:
+            client = await connect_one("127.0.0.1", origin.port, gate)
+        except OSError:
+            one_started()  # counted as sent, reported as failed
+            raise
         try:
             await hold_one(client)
         finally:

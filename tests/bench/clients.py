@@ -118,18 +118,17 @@ async def connect(
 ) -> list[KeepAliveClient]:
     """Opens ``count`` connections, at most ``concurrency`` handshakes at a time (a burst
     of thousands would overflow the server's listen backlog and stall on SYN retries)."""
-    loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
-    header = f"{host}:{port}"
+    return list(await asyncio.gather(*(connect_one(host, port, gate) for _ in range(count))))
 
-    async def one() -> KeepAliveClient:
-        async with gate:
-            _transport, client = await loop.create_connection(
-                lambda: KeepAliveClient(header), host, port
-            )
-            return client
 
-    return list(await asyncio.gather(*(one() for _ in range(count))))
+async def connect_one(host: str, port: int, gate: asyncio.Semaphore) -> KeepAliveClient:
+    """One keep-alive connection, its handshake counted against ``gate``."""
+    async with gate:
+        _transport, client = await asyncio.get_running_loop().create_connection(
+            lambda: KeepAliveClient(f"{host}:{port}"), host, port
+        )
+        return client
 
 
 def close_all(clients: Iterable[KeepAliveClient]) -> None:
