@@ -15,7 +15,7 @@ from math import ceil
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from ingest.gatekeeper import (
@@ -331,18 +331,23 @@ def conclude_graces(node: str) -> int:
     return count
 
 
+def _close_lost(open_sessions: QuerySet[LiveSession], *, at: datetime) -> int:
+    """Ends open sessions whose ingest is gone, in two updates: those waiting for a
+    reconnect had ended when their publisher left (for its reason), the rest end at `at`
+    as "ingest lost". Their leases are the caller's to delete."""
+    count = open_sessions.filter(disconnected_at__isnull=False).update(
+        ended_at=F("disconnected_at")
+    )
+    # Re-evaluated: the rows just ended no longer match `ended_at__isnull`.
+    return count + open_sessions.update(ended_at=at, end_reason=LiveSession.EndReason.INGEST_LOST)
+
+
 def end_orphaned_sessions(node: str) -> int:
     """Closes sessions a previous run of this ingest node left open (it died)."""
     with transaction.atomic():
         open_sessions = LiveSession.objects.filter(ingest_node=node, ended_at__isnull=True)
         ids = list(open_sessions.values_list("pk", flat=True))
-        # Those waiting for a reconnect had ended when their publisher left, for its reason.
-        count = open_sessions.filter(disconnected_at__isnull=False).update(
-            ended_at=F("disconnected_at")
-        )
-        count += open_sessions.update(
-            ended_at=timezone.now(), end_reason=LiveSession.EndReason.INGEST_LOST
-        )
+        count = _close_lost(open_sessions, at=timezone.now())
         SlotLease.objects.filter(session_id__in=ids).delete()
     if count:
         log.warning("closed %d session(s) left open by a previous run of %s", count, node)
@@ -357,19 +362,13 @@ def reap_expired_leases(now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     with transaction.atomic():
         expired = list(
-            SlotLease.objects.select_for_update(skip_locked=True)
-            .filter(expires_at__lt=now)
-            .select_related("session")[:limit]
+            SlotLease.objects.select_for_update(skip_locked=True).filter(expires_at__lt=now)[
+                :limit
+            ]
         )
-        for lease in expired:
-            session = lease.session
-            if session.ended_at is None:
-                if session.disconnected_at is not None:
-                    _close(session, at=session.disconnected_at)
-                else:
-                    _close(session, at=now, reason=LiveSession.EndReason.INGEST_LOST)
-            else:
-                lease.delete()
+        ids = [lease.session_id for lease in expired]
+        _close_lost(LiveSession.objects.filter(pk__in=ids, ended_at__isnull=True), at=now)
+        SlotLease.objects.filter(session_id__in=ids).delete()
         if expired:
             tally.count(tally.Result.LEASE_EXPIRED, n=len(expired))
     for lease in expired:
