@@ -6,6 +6,7 @@ Each publisher is the ffmpeg CLI replaying a pre-encoded 720p30 ~3 Mb/s file in 
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -33,8 +34,14 @@ FRAME_TOLERANCE = 0.03
 # encoder that fell behind then catches up in a burst; the 5 s frame-rate window has to
 # be clear of that burst before the rate means anything.
 WARM_UP_AFTER_LAST_ADMISSION = 7.0
-HEALTHY_FRAME_RATE = (27.0, 33.0)
+HEALTHY_FRAME_RATE = (27.0, 33.0)  # the median of a stream's windows after warm-up
 MAX_LAG_MS = 1000
+# Any one window: a stream that keeps within MAX_LAG_MS of the wall clock may have lost
+# or caught up that much media inside the 5 s window (CI saw the whole machine stall for
+# ~0.5 s: 26.3 fps in one window, 34 in the next, every count and lag right).
+WINDOW_SECONDS = 5.0
+WINDOW_FRAME_RATE = (30 * (1 - MAX_LAG_MS / 1000 / WINDOW_SECONDS),
+                     30 * (1 + MAX_LAG_MS / 1000 / WINDOW_SECONDS))
 # Two of these tests side by side (100 encoders starting on two cores) stalled the first
 # publishers by up to 1.3 s before they caught up; a stuck ingest would go far past this.
 MAX_START_UP_LAG_MS = 3000
@@ -147,6 +154,13 @@ def test_fifty_publishers_on_one_ingest_all_stay_healthy(start_ingest, sample: S
     unsteady = {
         channel: rates
         for channel, rates in warm_beats.items()
-        if not all(low <= rate <= high for rate in rates)
+        if not low <= statistics.median(rates) <= high
     }
-    assert not unsteady, f"frame_rate outside {low} to {high} after warm-up: {unsteady}"
+    assert not unsteady, f"median frame_rate outside {low} to {high} after warm-up: {unsteady}"
+    lowest, highest = WINDOW_FRAME_RATE
+    jumpy = {
+        channel: rates
+        for channel, rates in warm_beats.items()
+        if not all(lowest <= rate <= highest for rate in rates)
+    }
+    assert not jumpy, f"a frame_rate outside {lowest} to {highest} after warm-up: {jumpy}"
