@@ -257,7 +257,8 @@ class RedisBus:
         self._pubsub: Any = None
         self._rooms: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._broken = False
         self.reconnects = 0
 
     def _channel(self, room: str) -> str:
@@ -267,21 +268,22 @@ class RedisBus:
         await self._publisher.publish(self._channel(room), frame)
 
     async def subscribe(self, room: str) -> None:
-        self._rooms.add(room)
-        await self._start()
-        with contextlib.suppress(Exception):  # the reader resubscribes after an outage
-            await self._pubsub.subscribe(self._channel(room))
+        # One lock for every (un)subscription and reconnect: redis-py opens a second
+        # connection if two coroutines issue the first command of a PubSub at once.
+        async with self._lock:
+            self._rooms.add(room)
+            if self._pubsub is None:
+                self._pubsub = self._new_pubsub()
+                self._reader = asyncio.get_running_loop().create_task(self._read())
+            with contextlib.suppress(Exception):  # the reader resubscribes after an outage
+                await self._pubsub.subscribe(self._channel(room))
 
     async def unsubscribe(self, room: str) -> None:
-        self._rooms.discard(room)
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(self._channel(room))
-
-    async def _start(self) -> None:
-        if self._reader is None:
-            self._pubsub = self._new_pubsub()
-            self._reader = asyncio.get_running_loop().create_task(self._read())
+        async with self._lock:
+            self._rooms.discard(room)
+            if self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(self._channel(room))
 
     def _new_pubsub(self) -> Any:
         import redis.asyncio as aioredis
@@ -294,8 +296,11 @@ class RedisBus:
         cut = len(self.prefix) + 1
         while True:
             try:
-                if not self._pubsub.subscribed and self._rooms:
-                    await self._pubsub.subscribe(*(self._channel(r) for r in self._rooms))
+                if self._broken:
+                    raise ConnectionError("the last reconnect failed")
+                if not self._pubsub.subscribed:
+                    await asyncio.sleep(0.05)
+                    continue
                 message = await self._pubsub.get_message(timeout=1.0)
                 delay = 0.1
                 if message is None or message.get("type") != "message":
@@ -314,13 +319,18 @@ class RedisBus:
                     await self._pubsub.aclose()
                 await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 (jitter)
                 delay = min(delay * 2, 5.0)
-                try:
+                async with self._lock:
                     self._pubsub = self._new_pubsub()
-                    if self._rooms:
-                        await self._pubsub.subscribe(*(self._channel(r) for r in self._rooms))
-                except Exception as again:
-                    log.warning("chat bus: Redis still unreachable (%s)", again)
-                    continue
+                    try:
+                        if self._rooms:
+                            await self._pubsub.subscribe(
+                                *(self._channel(r) for r in self._rooms)
+                            )
+                    except Exception as again:
+                        log.warning("chat bus: Redis still unreachable (%s)", again)
+                        self._broken = True
+                        continue
+                self._broken = False
                 self.reconnects += 1
                 log.info("chat bus reconnected: resyncing %d room(s)", len(self.hub.rooms))
                 await self.hub.resync()

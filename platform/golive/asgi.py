@@ -11,10 +11,10 @@ django_application = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from chat.origin import SameOriginOnly  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from delivery.asgi import OriginApplication  # noqa: E402
 from viewers.asgi import BeaconApplication  # noqa: E402
@@ -34,7 +34,5 @@ http_application = (
 # cookie, so only pages of this site may open them (cross-site WebSocket hijacking).
 application = ProtocolTypeRouter({
     "http": BeaconApplication(OriginApplication(http_application)),
-    "websocket": AllowedHostsOriginValidator(
-        AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-    ),
+    "websocket": SameOriginOnly(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })
