@@ -14,6 +14,10 @@ BENCHMARKS = {
         "tests.bench.bench_delivery",
         "LL-HLS: latency in Chromium, blocked playlist wake-up, blocked requests held",
     ),
+    "chat": (
+        "tests.bench.bench_chat",
+        "chat fan-out per process: golive's pub/sub + queues vs channels_redis groups",
+    ),
 }
 
 
