@@ -101,7 +101,8 @@ def room_state(room: Room) -> dict[str, object]:
 
 
 # Control characters (C0, C1, bidi overrides) would let a message hide or reorder text.
-_CONTROL = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    "[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def clean_text(text: str) -> str | Refused:

@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,7 +113,7 @@ async def run_clients(
     import websockets
 
     result = Result(name, sockets)
-    time.sleep(1.0)
+    await asyncio.sleep(1.0)
     result.rss_idle = rss_bytes(pid)
     url = f"ws://127.0.0.1:{port}/ws/chat/{ROOM}"
     clients: list = []
@@ -124,7 +123,7 @@ async def run_clients(
         for _attempt in range(3):
             try:
                 return await websockets.connect(
-                    url, origin="http://127.0.0.1:%d" % port, open_timeout=30,
+                    url, origin=f"http://127.0.0.1:{port}", open_timeout=30,
                     ping_interval=None, max_queue=None, compression=None,
                 )
             except Exception:

@@ -166,7 +166,7 @@ def redis_or_skip():
         pytest.skip(f"Redis is needed: {error}")
 
 
-async def wait_for(predicate, timeout=5.0):
+async def wait_for(predicate, timeout=5.0):  # noqa: ASYNC109 (a test helper)
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:

@@ -29,7 +29,7 @@ async def connect(slug: str, cookie: bytes | None = None, origin: bytes = b"http
     return socket, connected, code
 
 
-async def next_of(socket, kind: str, timeout: float = 5.0) -> dict:
+async def next_of(socket, kind: str, timeout: float = 5.0) -> dict:  # noqa: ASYNC109
     while True:
         frame = json.loads(await socket.receive_from(timeout=timeout))
         if frame["t"] == kind:
@@ -79,7 +79,7 @@ def test_a_page_of_another_site_cannot_open_a_chat_socket(alice) -> None:
 
 def test_an_unknown_channel_has_no_chat(db) -> None:
     async def scenario():
-        socket, connected, code = await connect("nobody-here")
+        _, connected, code = await connect("nobody-here")
         return connected, code
 
     connected, code = asyncio.run(scenario())

@@ -84,7 +84,7 @@ def test_dashboard_key_rotation_and_live_health(tmp_path) -> None:
                                        realtime=True, gop=150, background=True)
             wait_live(base)
             page.goto(f"{base}/dashboard")
-            page.wait_for_function("document.getElementById('h-bitrate').textContent !== '–'",
+            page.wait_for_function("document.getElementById('h-bitrate').textContent !== '\\u2013'",
                                    timeout=20_000)
             first = page.inner_text("#h-duration")
             page.wait_for_function(

@@ -46,7 +46,7 @@ def counts(request):
 
 
 def test_distinct_tabs_count_once_each_within_the_window(counts) -> None:
-    counter, wait = counts
+    counter, _ = counts
 
     async def scenario():
         for n in range(30):

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.actions import follow
 from streams.models import Channel, LiveSession, Streamer
@@ -30,7 +30,9 @@ def make_channels(total: int, live: int) -> list[Channel]:
     User = get_user_model()
     User.objects.bulk_create(User(username=f"s{n:05d}") for n in range(total))
     users = list(User.objects.filter(username__startswith="s").order_by("username"))
-    Streamer.objects.bulk_create(Streamer(user=u, display_name=f"Streamer {u.username}") for u in users)
+    Streamer.objects.bulk_create(
+        Streamer(user=u, display_name=f"Streamer {u.username}") for u in users
+    )
     streamers = list(Streamer.objects.order_by("display_name"))
     Channel.objects.bulk_create(
         Channel(owner=s, slug=f"ch{n:05d}", title=f"Stream number {n}",
