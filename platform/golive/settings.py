@@ -246,6 +246,9 @@ GOLIVE_REDIS_PREFIX = env("GOLIVE_REDIS_PREFIX", "golive")
 GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
 GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
+# Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
+# "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
+GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")
 
 # --- Auth, API -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
