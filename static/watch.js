@@ -189,16 +189,24 @@
   })();
   player.tab = tab;
   let counted = false;
+  let quietUntil = 0; // after a 429: the server's Retry-After, not another beat
   function beat() {
     if (player.mode !== "live" || video.paused) { leave(); return; }
+    if (Date.now() < quietUntil) return;
     fetch("/viewers/heartbeat", {
       method: "POST", body: JSON.stringify({ channel: channel, tab: tab }),
       headers: { "Content-Type": "text/plain" }, keepalive: true,
-    }).then(function (response) { return response.json(); })
-      .then(function (data) {
-        counted = !!data.live;
-        if (data.live) viewersLabel.textContent = String(data.viewers);
-      }).catch(function () {});
+    }).then(function (response) {
+      if (response.status === 429 || response.status === 503) {
+        quietUntil = Date.now() + 1000 * (Number(response.headers.get("Retry-After")) || 60);
+        return null;
+      }
+      return response.json();
+    }).then(function (data) {
+      if (!data) return;
+      counted = !!data.live && data.counted !== false;
+      if (data.live) viewersLabel.textContent = String(data.viewers);
+    }).catch(function () {});
   }
   function leave() {
     if (!counted) return;
