@@ -17,7 +17,9 @@
   const quality = document.getElementById("quality");
   const qualityBox = document.getElementById("quality-box");
   const channel = root.dataset.channel;
-  const player = (window.golivePlayer = { hls: null, video: video, mode: "offline", retries: 0 });
+  const player = (window.golivePlayer = {
+    hls: null, video: video, mode: "offline", retries: 0, restarts: [],
+  });
   let pollTimer = null;
   let retryTimer = null;
   let liveAvailable = root.dataset.live === "1";
@@ -39,12 +41,24 @@
     }
   }
 
-  // Retries inside hls.js: exponential backoff for playlists and parts (a 503 from an
-  // origin shedding load, a dropped connection), before an error becomes fatal.
-  const RETRY = { maxNumRetry: 6, retryDelayMs: 500, maxRetryDelayMs: 8000, backoff: "exponential" };
+  // Retries inside hls.js, for a blip (one 503, a dropped connection): three quick ones,
+  // 0.5, 1, 2 s apart, each randomised ×0.5–1.5. hls.js's own backoff has no jitter, so a
+  // whole audience would retry in step; its shouldRetry hook is called right before it
+  // reads the delay, so the delay is drawn there. Past these the error is fatal and
+  // recover() takes over with longer waits.
+  const RETRY_BASE_MS = 500;
+  function retryPolicy() {
+    return {
+      maxNumRetry: 3, retryDelayMs: RETRY_BASE_MS, maxRetryDelayMs: 4000, backoff: "exponential",
+      shouldRetry: function (config, count, isTimeout, response, retry) {
+        config.retryDelayMs = RETRY_BASE_MS * (0.5 + Math.random());
+        return retry;
+      },
+    };
+  }
   function policy(timeout) {
     return { default: { maxTimeToFirstByteMs: timeout, maxLoadTimeMs: timeout * 2,
-      timeoutRetry: RETRY, errorRetry: RETRY } };
+      timeoutRetry: retryPolicy(), errorRetry: retryPolicy() } };
   }
 
   function play(src, mode) {
@@ -63,10 +77,12 @@
       });
       player.hls = hls;
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
-        player.retries = 0;
         fillQualities(hls.levels);
         video.play().catch(function () {});
       });
+      // Media arriving, not a playlist, ends an outage: an edge may still hand out the
+      // multivariant playlist while the origin behind it fails every media request.
+      hls.on(window.Hls.Events.FRAG_BUFFERED, function () { player.retries = 0; });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, function () { telemetry.switches += 1; });
       hls.on(window.Hls.Events.ERROR, function (_event, data) {
         if (!data.fatal) return;
@@ -76,7 +92,7 @@
           return;
         }
         telemetry.errors.network += 1;
-        recover(src, mode);
+        recover(src, mode, retryAfter(data.networkDetails));
       });
       hls.loadSource(src);
       hls.attachMedia(video);
@@ -88,11 +104,17 @@
   }
 
   // A fatal network error (origin gone, 503s past hls.js's own retries): wait 1, 2, 4 …
-  // up to 30 s, each randomised by ±50 % so viewers do not return in one wave, then try
-  // again; a live stream that has ended meanwhile turns the page offline.
-  function recover(src, mode) {
+  // up to 30 s (or the origin's Retry-After when longer), each randomised ×0.5–1.5 so
+  // viewers do not return in one wave, then try again; a live stream that has ended
+  // meanwhile turns the page offline.
+  function recover(src, mode, serverWaitMs) {
     destroy();
-    const delay = Math.min(30000, 1000 * Math.pow(2, player.retries++)) * (0.5 + Math.random());
+    clearTimeout(retryTimer);
+    const backoff = Math.min(30000, 1000 * Math.pow(2, player.retries++));
+    const nominal = Math.max(backoff, serverWaitMs || 0);
+    const delay = nominal * (0.5 + Math.random());
+    player.restarts.push({ at: Date.now(), nominal: nominal, delay: delay, serverWaitMs: serverWaitMs || 0 });
+    if (player.restarts.length > 50) player.restarts.shift();
     show("retrying");
     retryTimer = setTimeout(function () {
       if (mode !== "live") { play(src, mode); return; }
@@ -101,6 +123,18 @@
         else goOffline();
       }, function () { recover(src, mode); });
     }, delay);
+  }
+
+  // Retry-After (seconds) of the failed response, in ms; 0 when absent. At most a minute:
+  // a wrong header must not park a viewer for an hour.
+  function retryAfter(details) {
+    let value = null;
+    try {
+      if (details && typeof details.getResponseHeader === "function") value = details.getResponseHeader("Retry-After");
+      else if (details && details.headers && typeof details.headers.get === "function") value = details.headers.get("Retry-After");
+    } catch (e) { value = null; }
+    const seconds = Number(value);
+    return value !== null && isFinite(seconds) && seconds > 0 ? Math.min(seconds, 60) * 1000 : 0;
   }
 
   function fillQualities(levels) {
