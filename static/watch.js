@@ -41,16 +41,18 @@
     }
   }
 
-  // Retries inside hls.js, for a blip (one 503, a dropped connection): three quick ones,
+  // Retries inside hls.js, for a blip (a dropped connection, a timeout): three quick ones,
   // 0.5, 1, 2 s apart, each randomised ×0.5–1.5. hls.js's own backoff has no jitter, so a
   // whole audience would retry in step; its shouldRetry hook is called right before it
-  // reads the delay, so the delay is drawn there. Past these the error is fatal and
-  // recover() takes over with longer waits.
+  // reads the delay, so the delay is drawn there. A 503 is not retried here: the edge or
+  // origin is shedding load and said when to come back (Retry-After), so the error goes
+  // straight to recover().
   const RETRY_BASE_MS = 500;
   function retryPolicy() {
     return {
       maxNumRetry: 3, retryDelayMs: RETRY_BASE_MS, maxRetryDelayMs: 4000, backoff: "exponential",
       shouldRetry: function (config, count, isTimeout, response, retry) {
+        if (response && response.code === 503) return false;
         config.retryDelayMs = RETRY_BASE_MS * (0.5 + Math.random());
         return retry;
       },
@@ -103,16 +105,17 @@
     show(mode);
   }
 
-  // A fatal network error (origin gone, 503s past hls.js's own retries): wait 1, 2, 4 …
-  // up to 30 s (or the origin's Retry-After when longer), each randomised ×0.5–1.5 so
-  // viewers do not return in one wave, then try again; a live stream that has ended
-  // meanwhile turns the page offline.
+  // A fatal network error (origin gone, a 503, failures past hls.js's quick retries):
+  // wait 1, 2, 4 … s, or Retry-After, 2 × Retry-After … when the response said, at most
+  // 30 s; half of each wait fixed and half random ("equal jitter"), so viewers that failed
+  // together come back spread out. Then try again; a live stream that has ended meanwhile
+  // turns the page offline.
   function recover(src, mode, serverWaitMs) {
     destroy();
     clearTimeout(retryTimer);
-    const backoff = Math.min(30000, 1000 * Math.pow(2, player.retries++));
-    const nominal = Math.max(backoff, serverWaitMs || 0);
-    const delay = nominal * (0.5 + Math.random());
+    const nominal = Math.min(30000, (serverWaitMs || 1000) * Math.pow(2, player.retries++));
+    const delay = nominal * (0.5 + Math.random() / 2);
+    player.retryDelay = delay / 1000;
     player.restarts.push({ at: Date.now(), nominal: nominal, delay: delay, serverWaitMs: serverWaitMs || 0 });
     if (player.restarts.length > 50) player.restarts.shift();
     show("retrying");
@@ -125,8 +128,7 @@
     }, delay);
   }
 
-  // Retry-After (seconds) of the failed response, in ms; 0 when absent. At most a minute:
-  // a wrong header must not park a viewer for an hour.
+  // Retry-After (seconds) of the failed response, in ms; 0 when absent.
   function retryAfter(details) {
     let value = null;
     try {
@@ -134,7 +136,7 @@
       else if (details && details.headers && typeof details.headers.get === "function") value = details.headers.get("Retry-After");
     } catch (e) { value = null; }
     const seconds = Number(value);
-    return value !== null && isFinite(seconds) && seconds > 0 ? Math.min(seconds, 60) * 1000 : 0;
+    return value !== null && isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
   }
 
   function fillQualities(levels) {
