@@ -70,13 +70,13 @@ def group(address: IPAddress) -> str:
 
 def client_address(scope: MutableMapping[str, Any], networks: tuple[Network, ...] | None = None,
                    ) -> str:
-    """The client's address group for an ASGI HTTP scope ("unknown" without a peer)."""
+    """The client's address group for an ASGI HTTP scope ("unknown" when neither the
+    connection nor a trusted proxy says)."""
     networks = trusted_proxies() if networks is None else networks
     client = scope.get("client")
     peer = _parse(str(client[0])) if client else None
-    if peer is None:
-        return "unknown"
-    if not _is_trusted(peer, networks):
+    # No peer address: a Unix socket, which only a local process (a proxy) can reach.
+    if peer is not None and not _is_trusted(peer, networks):
         return group(peer)
     forwarded = b",".join(
         value for name, value in scope.get("headers", []) if name.lower() == b"x-forwarded-for"
@@ -90,4 +90,4 @@ def client_address(scope: MutableMapping[str, Any], networks: tuple[Network, ...
         found = address
         if not _is_trusted(address, networks):
             break
-    return group(found)
+    return "unknown" if found is None else group(found)

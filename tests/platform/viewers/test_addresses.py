@@ -34,6 +34,8 @@ def scope(peer: str | None, forwarded: str | None = None) -> dict:
     ("2001:db8:1:2:bbbb::9", None, "2001:db8:1:2::/64"),
     ("::1", "2001:db8:1:3::5", "2001:db8:1:3::/64"),
     ("::ffff:198.51.100.7", None, "198.51.100.7"),
+    # No peer (a Unix socket: only a local proxy reaches it): what it forwarded.
+    (None, "192.0.2.1, 198.51.100.7", "198.51.100.7"),
     (None, None, "unknown"),
 ])
 def test_the_client_address_is_the_peer_or_what_a_trusted_proxy_forwarded(
