@@ -102,16 +102,44 @@
     node.appendChild(document.createTextNode(text.slice(last)));
   }
 
+  // Icons are inline SVG, not symbol characters: a glyph like U+23F1 is in no font a
+  // stock Linux desktop or Debian's chromium has, and shows as an empty box ("tofu").
+  // Each button says what it does in its accessible name and tooltip.
+  const ICONS = {
+    delete: ["M4 7h16", "M9 7V4h6v3", "M6 7l1 13h10l1-13", "M10 11v6", "M14 11v6"],
+    timeout: ["M12 9v4l3 2", "M9 2h6", "M12 5a8 8 0 1 0 0 16a8 8 0 1 0 0-16z"],
+    ban: ["M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z", "M5.6 5.6l12.8 12.8"],
+  };
+  const SVG = "http://www.w3.org/2000/svg";
+  function icon(name, title) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "16");
+    svg.setAttribute("height", "16");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    svg.setAttribute("class", "icon icon-" + name);
+    const caption = document.createElementNS(SVG, "title");
+    caption.textContent = title;
+    svg.appendChild(caption);
+    ICONS[name].forEach(function (d) {
+      const path = document.createElementNS(SVG, "path");
+      path.setAttribute("d", d);
+      svg.appendChild(path);
+    });
+    return svg;
+  }
+
   function modButtons(message, ownOnly) {
     const box = document.createElement("span");
     box.className = "mod";
-    box.appendChild(button("✕", "Delete", function () { send({ t: "del", id: message.id }); }));
+    box.appendChild(button("delete", "Delete this message", function () { send({ t: "del", id: message.id }); }));
     if (!ownOnly) {
-      box.appendChild(button("⏱", "Time out for 10 minutes", function () {
+      box.appendChild(button("timeout", "Time out " + message.user + " for 10 minutes", function () {
         const reason = window.prompt("Time out " + message.user + " for 10 minutes. Reason (shown to them):", "") ;
         if (reason !== null) send({ t: "timeout", user: message.user, seconds: 600, reason: reason });
       }));
-      box.appendChild(button("⛔", "Ban", function () {
+      box.appendChild(button("ban", "Ban " + message.user + " from this chat", function () {
         const reason = window.prompt("Ban " + message.user + " from this chat. Reason:", "");
         if (reason !== null) send({ t: "ban", user: message.user, reason: reason });
       }));
@@ -119,12 +147,14 @@
     return box;
   }
 
-  function button(label, title, action) {
+  function button(name, title, action) {
     const b = document.createElement("button");
     b.type = "button";
-    b.className = "link";
-    b.textContent = label;
+    b.className = "link icon-button";
+    b.dataset.action = name;
     b.title = title;
+    b.setAttribute("aria-label", title);
+    b.appendChild(icon(name, title));
     b.addEventListener("click", action);
     return b;
   }

@@ -17,7 +17,9 @@
   const quality = document.getElementById("quality");
   const qualityBox = document.getElementById("quality-box");
   const channel = root.dataset.channel;
-  const player = (window.golivePlayer = { hls: null, video: video, mode: "offline", retries: 0 });
+  const player = (window.golivePlayer = {
+    hls: null, video: video, mode: "offline", retries: 0, restarts: [],
+  });
   let pollTimer = null;
   let retryTimer = null;
   let liveAvailable = root.dataset.live === "1";
@@ -39,12 +41,26 @@
     }
   }
 
-  // Retries inside hls.js: exponential backoff for playlists and parts (a 503 from an
-  // origin shedding load, a dropped connection), before an error becomes fatal.
-  const RETRY = { maxNumRetry: 6, retryDelayMs: 500, maxRetryDelayMs: 8000, backoff: "exponential" };
+  // Retries inside hls.js, for a blip (a dropped connection, a timeout): three quick ones,
+  // 0.5, 1, 2 s apart, each randomised ×0.5–1.5. hls.js's own backoff has no jitter, so a
+  // whole audience would retry in step; its shouldRetry hook is called right before it
+  // reads the delay, so the delay is drawn there. A 503 is not retried here: the edge or
+  // origin is shedding load and said when to come back (Retry-After), so the error goes
+  // straight to recover().
+  const RETRY_BASE_MS = 500;
+  function retryPolicy() {
+    return {
+      maxNumRetry: 3, retryDelayMs: RETRY_BASE_MS, maxRetryDelayMs: 4000, backoff: "exponential",
+      shouldRetry: function (config, count, isTimeout, response, retry) {
+        if (response && response.code === 503) return false;
+        config.retryDelayMs = RETRY_BASE_MS * (0.5 + Math.random());
+        return retry;
+      },
+    };
+  }
   function policy(timeout) {
     return { default: { maxTimeToFirstByteMs: timeout, maxLoadTimeMs: timeout * 2,
-      timeoutRetry: RETRY, errorRetry: RETRY } };
+      timeoutRetry: retryPolicy(), errorRetry: retryPolicy() } };
   }
 
   function play(src, mode) {
@@ -63,10 +79,12 @@
       });
       player.hls = hls;
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
-        player.retries = 0;
         fillQualities(hls.levels);
         video.play().catch(function () {});
       });
+      // Media arriving, not a playlist, ends an outage: an edge may still hand out the
+      // multivariant playlist while the origin behind it fails every media request.
+      hls.on(window.Hls.Events.FRAG_BUFFERED, function () { player.retries = 0; });
       hls.on(window.Hls.Events.LEVEL_SWITCHED, function () { telemetry.switches += 1; });
       hls.on(window.Hls.Events.ERROR, function (_event, data) {
         if (!data.fatal) return;
@@ -76,7 +94,7 @@
           return;
         }
         telemetry.errors.network += 1;
-        recover(src, mode);
+        recover(src, mode, retryAfter(data.networkDetails));
       });
       hls.loadSource(src);
       hls.attachMedia(video);
@@ -87,12 +105,19 @@
     show(mode);
   }
 
-  // A fatal network error (origin gone, 503s past hls.js's own retries): wait 1, 2, 4 …
-  // up to 30 s, each randomised by ±50 % so viewers do not return in one wave, then try
-  // again; a live stream that has ended meanwhile turns the page offline.
-  function recover(src, mode) {
+  // A fatal network error (origin gone, a 503, failures past hls.js's quick retries):
+  // wait 1, 2, 4 … s, or Retry-After, 2 × Retry-After … when the response said, at most
+  // 30 s; half of each wait fixed and half random ("equal jitter"), so viewers that failed
+  // together come back spread out. Then try again; a live stream that has ended meanwhile
+  // turns the page offline.
+  function recover(src, mode, serverWaitMs) {
     destroy();
-    const delay = Math.min(30000, 1000 * Math.pow(2, player.retries++)) * (0.5 + Math.random());
+    clearTimeout(retryTimer);
+    const nominal = Math.min(30000, (serverWaitMs || 1000) * Math.pow(2, player.retries++));
+    const delay = nominal * (0.5 + Math.random() / 2);
+    player.retryDelay = delay / 1000;
+    player.restarts.push({ at: Date.now(), nominal: nominal, delay: delay, serverWaitMs: serverWaitMs || 0 });
+    if (player.restarts.length > 50) player.restarts.shift();
     show("retrying");
     retryTimer = setTimeout(function () {
       if (mode !== "live") { play(src, mode); return; }
@@ -101,6 +126,17 @@
         else goOffline();
       }, function () { recover(src, mode); });
     }, delay);
+  }
+
+  // Retry-After (seconds) of the failed response, in ms; 0 when absent.
+  function retryAfter(details) {
+    let value = null;
+    try {
+      if (details && typeof details.getResponseHeader === "function") value = details.getResponseHeader("Retry-After");
+      else if (details && details.headers && typeof details.headers.get === "function") value = details.headers.get("Retry-After");
+    } catch (e) { value = null; }
+    const seconds = Number(value);
+    return value !== null && isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
   }
 
   function fillQualities(levels) {
@@ -189,16 +225,24 @@
   })();
   player.tab = tab;
   let counted = false;
+  let quietUntil = 0; // after a 429: the server's Retry-After, not another beat
   function beat() {
     if (player.mode !== "live" || video.paused) { leave(); return; }
+    if (Date.now() < quietUntil) return;
     fetch("/viewers/heartbeat", {
       method: "POST", body: JSON.stringify({ channel: channel, tab: tab }),
       headers: { "Content-Type": "text/plain" }, keepalive: true,
-    }).then(function (response) { return response.json(); })
-      .then(function (data) {
-        counted = !!data.live;
-        if (data.live) viewersLabel.textContent = String(data.viewers);
-      }).catch(function () {});
+    }).then(function (response) {
+      if (response.status === 429 || response.status === 503) {
+        quietUntil = Date.now() + 1000 * (Number(response.headers.get("Retry-After")) || 60);
+        return null;
+      }
+      return response.json();
+    }).then(function (data) {
+      if (!data) return;
+      counted = !!data.live && data.counted !== false;
+      if (data.live) viewersLabel.textContent = String(data.viewers);
+    }).catch(function () {});
   }
   function leave() {
     if (!counted) return;

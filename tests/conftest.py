@@ -7,6 +7,7 @@ watches, ada is an admin, olga is ops. Other objects are built inline in each te
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,20 +53,55 @@ def _stays_off_the_real_time_scheduler() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _note_database_server(request: pytest.FixtureRequest) -> None:
+def _note_database_server(request: pytest.FixtureRequest) -> Iterator[None]:
     """Asks the server for its own version, so the log shows what the suite really used."""
     if not request.config.pluginmanager.hasplugin("django"):
+        yield
         return
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     request.getfixturevalue("django_db_setup")
     django_db_blocker = request.getfixturevalue("django_db_blocker")
+    # pytest-django sets up a test database only when a collected test needs one (a run of
+    # browser tests may not): then there is nothing of ours to ask, or to clean.
+    test_database = str(connection.settings_dict["NAME"]).startswith("test_")
+    if connection.vendor == "postgresql" and not test_database:
+        _database_server.append("PostgreSQL (no test here used the database)")
+        yield
+        return
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("select version()")
         else:
             cursor.execute("select 'SQLite ' || sqlite_version()")
         _database_server.append(cursor.fetchone()[0])
+    yield
+    if connection.vendor == "postgresql":
+        # Worker threads (sync_to_async) keep their own connections to the test database
+        # until they are collected; PostgreSQL then refuses to drop it, and pytest-django
+        # waits 5 s and warns. This process's test database is its own: end them.
+        try:
+            with django_db_blocker.unblock(), connection.cursor() as cursor:
+                cursor.execute(
+                    "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where datname = current_database() and pid <> pg_backend_pid()"
+                )
+        except DatabaseError:
+            pass  # then pytest-django waits and warns, as before
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # An xdist worker hands what it ran on to the controller, which prints the summary.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None and _database_server:
+        workeroutput["golive_database_server"] = _database_server[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    server = getattr(node, "workeroutput", {}).get("golive_database_server")
+    if server and not _database_server:
+        _database_server.append(server)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -132,9 +168,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
     # Real hashing costs ~0.6 s a user on this machine; tests check behaviour, not PBKDF2.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Each test process (an xdist worker, another checkout's run) keys Redis under its own
+    # prefix: workers' databases hand out the same ids, so their live-index streams
+    # ("s<session id>"), chat rooms and counters would otherwise collide.
+    settings.GOLIVE_REDIS_PREFIX = f"golive-test-{uuid.uuid4().hex[:10]}"
     # Broadcasts end when their publisher leaves, so tests need not wait out the reconnect
     # grace; the tests of the grace set their own (platform processes: embedded_env).
     settings.GOLIVE_RECONNECT_GRACE = 0
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Deletes what this process left in Redis under its prefix."""
+    if not config.pluginmanager.hasplugin("django"):
+        return
+    from django.conf import settings
+
+    prefix = getattr(settings, "GOLIVE_REDIS_PREFIX", "")
+    if not settings.REDIS_URL or not prefix.startswith("golive-test-"):
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    except redis.RedisError:
+        pass  # the keys expire by themselves
 
 
 def free_port() -> int:

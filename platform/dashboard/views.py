@@ -36,14 +36,14 @@ def _channel(request: HttpRequest) -> Channel | None:
     )
 
 
-def obs_settings() -> list[tuple[str, str]]:
+def obs_settings(channel: Channel) -> list[tuple[str, str]]:
     target = int(settings.GOLIVE_HLS_TARGET_DURATION)
     return [
         ("Service", "Custom…"),
         ("Server", rtmp_url()),
         ("Output mode", "Advanced"),
         ("Rate control", "CBR"),
-        ("Bitrate", f"{settings.GOLIVE_MAX_BITRATE_KBPS} Kbps (or less)"),
+        ("Bitrate", f"{channel.bitrate_cap_kbps} Kbps (or less)"),
         ("Keyframe interval", f"{target} s"),
         ("Encoder", "x264 or a hardware H.264 encoder; profile main or high, no B-frame"
                     " pyramid"),
@@ -76,7 +76,7 @@ def dashboard(request: HttpRequest, new_key: str = "") -> HttpResponse:
         "key": key,
         "new_key": new_key,
         "rtmp_url": rtmp_url(),
-        "obs": obs_settings(),
+        "obs": obs_settings(channel),
         "past": past,
         "modes": modes,
         "moderators": Moderator.objects.filter(channel=channel).select_related("user"),
@@ -183,9 +183,10 @@ def health(request: HttpRequest) -> JsonResponse:
             for w in warnings(
                 figures,
                 target_keyframe_s=int(settings.GOLIVE_HLS_TARGET_DURATION),
-                max_kbps=settings.GOLIVE_MAX_BITRATE_KBPS,
+                max_kbps=channel.bitrate_cap_kbps,
             )
         ],
+        "bitrate_cap_kbps": channel.bitrate_cap_kbps,
         "viewers": viewer_counts().counts([channel.slug])[channel.slug],
         "peak_viewers": session.peak_viewers,
     })

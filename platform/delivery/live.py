@@ -39,7 +39,9 @@ def live_index() -> LiveIndex:
     key = id(asyncio.get_running_loop())
     with _lock:
         if key not in _indexes:
-            _indexes[key] = open_live_index(settings.REDIS_URL, prefix="golive")
+            _indexes[key] = open_live_index(
+                settings.REDIS_URL, prefix=settings.GOLIVE_REDIS_PREFIX
+            )
         return _indexes[key]
 
 

@@ -1,7 +1,8 @@
 """System checks with stable ids for configuration that would otherwise break at run time.
 
 ids: golive.E001 SECRET_KEY unset with DEBUG off; golive.E002 PyAV missing or without
-libx264; golive.E003 PyAV without an AAC encoder; golive.E004 the S3 bucket unreachable.
+libx264; golive.E003 PyAV without an AAC encoder; golive.E004 the S3 bucket unreachable;
+golive.E005 GOLIVE_TRUSTED_PROXIES names something that is not an address or network.
 """
 
 from __future__ import annotations
@@ -84,6 +85,24 @@ def check_segment_store(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
                 f"The segment store bucket {settings.S3_BUCKET!r} is unreachable: {error}",
                 hint="Check S3_ENDPOINT_URL, S3_BUCKET and the credentials; create the bucket.",
                 id="golive.E004",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_trusted_proxies(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from viewers.addresses import parse_networks
+
+    try:
+        parse_networks(settings.GOLIVE_TRUSTED_PROXIES)
+    except ValueError as error:
+        return [
+            Error(
+                f"GOLIVE_TRUSTED_PROXIES: {error}.",
+                hint="A comma-separated list of addresses or networks, e.g. "
+                     "127.0.0.1,10.0.0.0/8,fd00::/8.",
+                id="golive.E005",
             )
         ]
     return []

@@ -240,8 +240,18 @@ GOLIVE_METRICS_TOKEN = env("GOLIVE_METRICS_TOKEN")
 # What the dashboard tells streamers to send, and warns past: the ladder's top (the
 # source rung passes through; 6 Mb/s is what Twitch asks of 1080p60).
 GOLIVE_MAX_BITRATE_KBPS = env_int("GOLIVE_MAX_BITRATE_KBPS", 6000)
-# Prefix of the Redis keys and channels of chat and viewer counts (tests use their own).
+# Prefix of golive's Redis keys and channels: live index, chat, viewer counts (each test
+# process uses its own).
 GOLIVE_REDIS_PREFIX = env("GOLIVE_REDIS_PREFIX", "golive")
+# Player beacons (heartbeats, telemetry) bounded per client address (IPv6: per /64), so
+# one machine cannot inflate a viewer count: requests a minute (a tab sends ~8), and tabs
+# that count per channel (a household, an office behind one NAT; past it they still
+# watch, they just are not counted).
+GOLIVE_BEACONS_PER_MINUTE = env_int("GOLIVE_BEACONS_PER_MINUTE", 120)
+GOLIVE_VIEWER_TABS_PER_ADDRESS = env_int("GOLIVE_VIEWER_TABS_PER_ADDRESS", 10)
+# Proxies (the edge cache, a load balancer) whose X-Forwarded-For names the client.
+# Loopback by default: an edge on the same machine. Checked at start-up (golive.E005).
+GOLIVE_TRUSTED_PROXIES = env_list("GOLIVE_TRUSTED_PROXIES", "127.0.0.0/8,::1")
 # Quota defaults for a new installation; ops change the row at run time, not this.
 GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)

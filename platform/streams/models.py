@@ -7,6 +7,7 @@ gatekeeper call those functions.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -41,6 +42,13 @@ class Channel(models.Model):
     # After a force stop, publishes are refused until then (settings.GOLIVE_FORCE_STOP_COOLDOWN).
     stopped_until = models.DateTimeField(null=True, blank=True)
     stop_reason = models.CharField(max_length=200, blank=True)
+    # A partner on a fat pipe may be allowed more, a channel viewers struggle with less.
+    max_bitrate_kbps = models.PositiveIntegerField(
+        "bitrate cap (kb/s)", null=True, blank=True,
+        validators=[MinValueValidator(100), MaxValueValidator(100_000)],
+        help_text="The bitrate this channel's streamer is told to send and warned past."
+                  " Empty: the platform's GOLIVE_MAX_BITRATE_KBPS.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -48,6 +56,13 @@ class Channel(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    @property
+    def bitrate_cap_kbps(self) -> int:
+        """This channel's cap, else the platform's."""
+        if self.max_bitrate_kbps is not None:
+            return self.max_bitrate_kbps
+        return int(settings.GOLIVE_MAX_BITRATE_KBPS)
 
 
 class StreamKey(models.Model):

@@ -7,9 +7,13 @@ and its thread per request. They carry no authority (no cookie is read, nothing 
 returned that a viewer should not see), need no CSRF token and answer JSON. Bodies are
 capped and read with a deadline.
 
+Each client address (`viewers.addresses`) has a budget of beacon requests a minute,
+checked before the body is read: past it, 429 with Retry-After and no other work. A
+heartbeat counts at most `GOLIVE_VIEWER_TABS_PER_ADDRESS` tabs of one address per channel.
+
 Heartbeat body: ``{"channel": slug, "tab": id, "leave": false}`` (``navigator.sendBeacon``
 sends it as text/plain, which needs no CORS preflight). Answer: ``{"viewers": n, "live":
-bool}``; a channel that is not live counts nobody.
+bool, "counted": bool}``; a channel that is not live counts nobody.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import sessions, telemetry
+from .addresses import client_address
 from .counter import TAB, viewer_counts
 
 log = logging.getLogger(__name__)
@@ -52,6 +58,19 @@ class BeaconApplication:
         if scope["method"] != "POST":
             await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
             return
+        address = client_address(scope)
+        try:
+            wait = await viewer_counts().admit(address)
+        except Exception:
+            # The counter's store is down: the beacon is lost, the player carries on.
+            log.exception("beacon budget check failed")
+            await _answer(send, 503, {"error": "try again later"}, [(b"retry-after", b"10")])
+            return
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            await _answer(send, 429, {"error": "too many requests", "retry_after": seconds},
+                          [(b"retry-after", str(seconds).encode())])
+            return
         try:
             body = await asyncio.wait_for(_read(receive, LIMITS[path]), READ_DEADLINE)
         except (TimeoutError, _TooLarge) as error:
@@ -66,7 +85,7 @@ class BeaconApplication:
             if not isinstance(data, dict):
                 raise ValueError("not an object")
             if path == HEARTBEAT:
-                status, answer = await heartbeat(data)
+                status, answer = await heartbeat(data, address)
             else:
                 status, answer = 202, {"taken": telemetry.record(data)}
         except (ValueError, telemetry.TelemetryError) as error:
@@ -79,7 +98,7 @@ class BeaconApplication:
         await _answer(send, status, answer)
 
 
-async def heartbeat(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+async def heartbeat(data: dict[str, Any], address: str) -> tuple[int, dict[str, Any]]:
     slug, tab = data.get("channel"), data.get("tab")
     if not isinstance(slug, str) or not SLUG.fullmatch(slug):
         raise ValueError("channel: a channel name")
@@ -87,13 +106,13 @@ async def heartbeat(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         raise ValueError("tab: 8 to 64 letters, digits, - or _")
     counts = viewer_counts()
     if data.get("leave"):
-        return 200, {"viewers": await counts.leave(slug, tab), "live": None}
+        return 200, {"viewers": await counts.leave(slug, tab, address), "live": None}
     session_id = await sessions.live_session(slug)
     if session_id is None:
-        return 200, {"viewers": 0, "live": False}
-    count = await counts.beat(slug, tab)
-    sessions.note_count(slug, count)
-    return 200, {"viewers": count, "live": True}
+        return 200, {"viewers": 0, "live": False, "counted": False}
+    beat = await counts.beat(slug, tab, address)
+    sessions.note_count(slug, beat.viewers)
+    return 200, {"viewers": beat.viewers, "live": True, "counted": beat.counted}
 
 
 class _TooLarge(Exception):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
@@ -59,8 +58,6 @@ def channel_page(request: HttpRequest, slug: str) -> HttpResponse:
         "following": following,
         "is_owner": user.is_authenticated and channel.owner.user_id == user.pk,
         "links_allowed": bool(modes and modes.links_allowed),
-        "telemetry": True,
-        "max_bitrate": settings.GOLIVE_MAX_BITRATE_KBPS,
     }
     return render(request, "watch/channel.html", context)
 

@@ -166,18 +166,18 @@ def test_chat_across_two_origin_processes_in_three_browsers(cluster) -> None:
         alice.select_option("#mod-slow", "0")
 
         # A deleted message disappears for everyone.
-        alice.click("#chat-messages li:has-text('hello from origin B') button[title=Delete]")
+        alice.click("#chat-messages li:has-text('hello from origin B') button[data-action=delete]")
         for page in (alice, dora, anonymous):
             wait_for(lambda p=page: "hello from origin B" not in messages(p), what="deletion")
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         send(alice, "Welcome! Be nice in chat.")
         wait_for(lambda: "Welcome! Be nice in chat." in messages(anonymous), what="welcome")
-        alice.screenshot(path=str(ARTIFACTS / "watch-with-chat.png"))
+        alice.screenshot(path=str(ARTIFACTS / "chat-across-origins.png"))
 
         # A timed-out user is refused, with the reason.
         alice.once("dialog", lambda dialog: dialog.accept("cool off"))
-        alice.click("#chat-messages li:has-text('first in slow mode') button[title^='Time out']")
+        alice.click("#chat-messages li:has-text('first in slow mode') button[data-action=timeout]")
         wait_for(lambda: "first in slow mode" not in messages(anonymous), what="the purge")
         send(dora, "am I still here?")
         wait_for(lambda: "timed out" in dora.inner_text("#chat-notice"), what="the refusal")

@@ -109,3 +109,69 @@ def test_moderators_are_named_from_the_dashboard(client, alice, charlie) -> None
     client.post("/dashboard/moderators", {"username": "charlie", "remove": "1"})
     assert not Moderator.objects.exists()
     assert client.post("/dashboard/moderators", {"username": "nobody"}).status_code == 400
+
+
+def test_a_channel_without_its_own_cap_uses_the_platform_setting(client, alice, settings) -> None:
+    settings.GOLIVE_MAX_BITRATE_KBPS = 4500
+    client.force_login(alice.user)
+    assert alice.channel.bitrate_cap_kbps == 4500
+    assert "4500 Kbps (or less)" in client.get("/dashboard").content.decode()
+    LiveSession.objects.create(channel=alice.channel, health={"bitrate_kbps": 5200.0})
+    data = client.get("/dashboard/health").json()
+    assert data["bitrate_cap_kbps"] == 4500
+    assert [w["code"] for w in data["warnings"]] == ["bitrate"]
+    assert "cap of 4,500 kb/s" in data["warnings"][0]["text"]
+
+
+def test_the_channels_own_cap_drives_the_obs_settings_and_the_bitrate_warning(
+    client, alice, settings,
+) -> None:
+    settings.GOLIVE_MAX_BITRATE_KBPS = 6000
+    alice.channel.max_bitrate_kbps = 2500
+    alice.channel.save()
+    client.force_login(alice.user)
+    page = client.get("/dashboard").content.decode()
+    assert "2500 Kbps (or less)" in page
+    assert "6000 Kbps" not in page
+    # 3,000 kb/s is fine on the platform's 6,000 but over this channel's 2,500 (+10 %).
+    LiveSession.objects.create(channel=alice.channel, health={"bitrate_kbps": 3000.0})
+    data = client.get("/dashboard/health").json()
+    assert data["bitrate_cap_kbps"] == 2500
+    assert [w["code"] for w in data["warnings"]] == ["bitrate"]
+    assert "over this channel's cap of 2,500 kb/s" in data["warnings"][0]["text"]
+    assert "set the encoder's bitrate to 2,500 kb/s" in data["warnings"][0]["text"]
+
+
+def test_a_partner_may_be_allowed_more_than_the_platform_cap(client, bob, settings) -> None:
+    settings.GOLIVE_MAX_BITRATE_KBPS = 6000
+    bob.channel.max_bitrate_kbps = 8000
+    bob.channel.save()
+    client.force_login(bob.user)
+    LiveSession.objects.create(channel=bob.channel, health={"bitrate_kbps": 7900.0})
+    assert client.get("/dashboard/health").json()["warnings"] == []
+
+
+def test_an_admin_sets_and_clears_a_channels_bitrate_cap(client, alice, ada) -> None:
+    from streams.models import Channel
+
+    client.force_login(ada)
+    url = f"/admin/streams/channel/{alice.channel.pk}/change/"
+    form = client.get(url).content.decode()
+    assert 'name="max_bitrate_kbps"' in form
+
+    def save(cap: str):
+        return client.post(url, {
+            "owner": alice.streamer.pk, "slug": "alice", "title": "", "category": "",
+            "ban_reason": "", "stop_reason": "", "max_bitrate_kbps": cap,
+        })
+
+    assert save("3000").status_code == 302
+    assert Channel.objects.get(pk=alice.channel.pk).max_bitrate_kbps == 3000
+    refused = save("50")  # below any sensible encoder setting: a clear error, nothing saved
+    assert refused.status_code == 200
+    assert "greater than or equal to 100" in refused.content.decode()
+    assert Channel.objects.get(pk=alice.channel.pk).max_bitrate_kbps == 3000
+    assert save("").status_code == 302
+    channel = Channel.objects.get(pk=alice.channel.pk)
+    assert channel.max_bitrate_kbps is None
+    assert channel.bitrate_cap_kbps == 6000

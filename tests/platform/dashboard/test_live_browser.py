@@ -102,7 +102,7 @@ def test_dashboard_key_rotation_and_live_health(tmp_path) -> None:
                 timeout=20_000,
             )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-keyframe-warning.png"), full_page=True)
             browser.close()
     finally:
         if publisher is not None:
@@ -112,20 +112,25 @@ def test_dashboard_key_rotation_and_live_health(tmp_path) -> None:
 
 
 class Viewers:
-    """N simulated players heartbeating every 10 s, each with its own tab id."""
+    """N simulated players heartbeating every 10 s, each with its own tab id and address:
+    N people behind the edge (loopback, a trusted proxy by default, forwards their
+    addresses), not N tabs of one machine, which would count only up to the per-address
+    cap."""
 
     def __init__(self, base: str, count: int) -> None:
         self.base = base
         self.tabs = [uuid.uuid4().hex for _ in range(count)]
+        self.addresses = [f"198.51.100.{n + 1}" for n in range(count)]
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         session = requests.Session()
         while self.running:
-            for tab in self.tabs:
+            for tab, address in zip(self.tabs, self.addresses, strict=True):
                 session.post(f"{self.base}/viewers/heartbeat", timeout=5,
-                             data=json.dumps({"channel": "demo", "tab": tab}))
+                             data=json.dumps({"channel": "demo", "tab": tab}),
+                             headers={"X-Forwarded-For": address})
             for _ in range(100):
                 if not self.running:
                     return
@@ -168,11 +173,16 @@ def test_thirty_heartbeating_viewers_show_on_the_watch_page_and_directory(tmp_pa
                 "30 in the directory")
             print(f"\n30 viewers shown after {shown_watch:.1f} s (watch page),"
                   f" {shown_directory:.1f} s (directory)")
+            # A bot on one address making up 30 more tabs adds only its cap of 10.
+            bot = [requests.post(f"{base}/viewers/heartbeat", timeout=5, data=json.dumps(
+                {"channel": "demo", "tab": uuid.uuid4().hex})).json() for _ in range(30)]
+            assert [answer["counted"] for answer in bot] == [True] * 10 + [False] * 20
+            assert bot[-1]["viewers"] == 40
             time.sleep(3)  # a thumbnail is made every 10 s
             directory.reload()
             directory.wait_for_selector("[data-viewers=demo]")
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            directory.screenshot(path=str(ARTIFACTS / "directory.png"))
+            directory.screenshot(path=str(ARTIFACTS / "directory-viewers.png"))
             watch.screenshot(path=str(ARTIFACTS / "watch-viewers.png"))
             viewers.stop()
             left = time.monotonic()

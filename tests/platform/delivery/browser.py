@@ -1,4 +1,5 @@
-"""Headless Chromium (Debian's) driven by Playwright, watching a golive page."""
+"""Headless Chromium (Debian's) driven by Playwright: watching a golive page, and finding
+characters that no installed font can draw."""
 
 from __future__ import annotations
 
@@ -93,3 +94,64 @@ def watch(url: str, seconds: float = 20, screenshot: str | None = None) -> Playb
             page.screenshot(path=str(ARTIFACTS / screenshot))
         browser.close()
     return playback
+
+
+# Every character of the page's text drawn on a canvas in its element's font, compared
+# with what the browser draws for a character no font has (U+10FFFD, private use): equal
+# drawings mean an empty box ("tofu"). Chromium falls back across every installed font
+# before it draws that box, so this finds exactly the characters a person would see as
+# boxes on this machine. ``extra`` is text to check as well (a self-test of the probe).
+_MISSING_GLYPHS = r"""
+(extra) => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 96; canvas.height = 64;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const draw = (text, font) => {
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    ctx.font = font;
+    ctx.textBaseline = "top";
+    ctx.fillStyle = "#000";
+    ctx.fillText(text, 8, 8);
+    const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+    let digest = 0;
+    for (let i = 3; i < pixels.length; i += 4) digest = (digest * 31 + pixels[i]) | 0;
+    return digest + "/" + ctx.measureText(text).width.toFixed(2);
+  };
+  const boxes = {};
+  const texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement;
+    if (element && !element.closest("script, style, svg")) texts.push([node.textContent, element]);
+  }
+  document.querySelectorAll("input[placeholder], textarea[placeholder]").forEach(
+    (element) => texts.push([element.placeholder, element]));
+  document.querySelectorAll("input[type=submit], input[type=button], option").forEach(
+    (element) => texts.push([element.value || element.textContent, element]));
+  (extra || []).forEach((text) => texts.push([text, document.body]));
+  const missing = [];
+  const seen = new Set();
+  for (const [text, element] of texts) {
+    const style = getComputedStyle(element);
+    const font = style.fontStyle + " " + style.fontWeight + " 32px " + style.fontFamily;
+    const box = boxes[font] || (boxes[font] = draw("\u{10FFFD}", font));
+    for (const character of text) {
+      if (character.codePointAt(0) < 0x7f || /\s/u.test(character)) continue;
+      const key = character + "\u0000" + font;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (draw(character, font) === box) {
+        missing.push("U+" + character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")
+          + " in " + JSON.stringify(text.trim().slice(0, 60)));
+      }
+    }
+  }
+  return missing;
+}
+"""
+
+
+def missing_glyphs(page, extra: list[str] | None = None) -> list[str]:
+    """The characters of ``page`` (and of ``extra``) that this machine's fonts cannot draw:
+    each as "U+23F1 in <the text it is in>"."""
+    return page.evaluate(_MISSING_GLYPHS, extra or [])

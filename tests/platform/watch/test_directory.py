@@ -53,7 +53,7 @@ def test_ten_thousand_channels_render_in_a_bounded_number_of_queries(
 ) -> None:
     channels = make_channels(10_000, 200)
     for n in range(7):
-        asyncio.run(memory_counts.beat("ch00150", f"tab{n:06d}"))
+        asyncio.run(memory_counts.beat("ch00150", f"tab{n:06d}", f"10.0.0.{n}"))
     follow(charlie, channels[199])
     client.force_login(charlie)
     with CaptureQueriesContext(connection) as queries:
