@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "watch",
     "delivery",
     "deals",
+    "surge",
 ]
 
 MIDDLEWARE = [
