@@ -133,6 +133,13 @@ sub vcl_backend_response {
     return (deliver);
 }
 
+sub vcl_backend_error {
+    # An origin that is down or refused the connection: the round robin gives the next.
+    if (bereq.retries < 1) {
+        return (retry);
+    }
+}
+
 sub vcl_deliver {
     # Operators and the surge simulator see what the edge did with each request.
     if (obj.hits > 0) {

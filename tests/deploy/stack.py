@@ -94,17 +94,23 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-1500:]}")
         return done.stdout
 
-    def start_ingest(self, node: str = "ingest-1") -> None:
-        self.rtmp_port = free_port()
+    def start_ingest(self, node: str = "ingest-1", *, redis: bool = True) -> int:
+        """`manage.py ingest` on a free port (``redis`` False: no REDIS_URL, so admission
+        takes the quota row lock); returns the port."""
+        port = free_port()
+        self.rtmp_port = self.rtmp_port or port
+        env = {**self.env, "GOLIVE_NODE_NAME": node}
+        if not redis:
+            env.pop("REDIS_URL", None)
         log = self.workdir / f"{node}.log"
         with log.open("ab") as output:
             process = self.processes.start(
-                [sys.executable, "manage.py", "ingest", "--rtmp", f"127.0.0.1:{self.rtmp_port}"],
-                cwd=ROOT, env={**self.env, "GOLIVE_NODE_NAME": node}, stdout=output,
-                stderr=subprocess.STDOUT,
+                [sys.executable, "manage.py", "ingest", "--rtmp", f"127.0.0.1:{port}"],
+                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
             )
-        if not wait_listening(self.rtmp_port, process, 60):
+        if not wait_listening(port, process, 60):
             raise RuntimeError(f"the ingest did not start: {tail(log)}")
+        return port
 
     def start_origin(self) -> int:
         port = free_port()
@@ -186,10 +192,11 @@ def origins_vcl(ports: list[int], host: str = "127.0.0.1") -> str:
 
 
 @contextlib.contextmanager
-def live_stack(workdir: Path, *, origins: int = 1, edge: bool = True) -> Iterator[Stack]:
-    """The stack, live: a channel publishing, the origins and (``edge``) Varnish serving it."""
+def empty_stack(workdir: Path, *, redis: bool = True) -> Iterator[Stack]:
+    """A migrated throwaway database and the environment every process gets; nothing
+    running yet."""
     import psycopg
-    import redis
+    import redis as redis_client
 
     database = f"golive_stack_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
@@ -201,20 +208,38 @@ def live_stack(workdir: Path, *, origins: int = 1, edge: bool = True) -> Iterato
         PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
         DJANGO_SETTINGS_MODULE="golive.settings",
         DATABASE_URL=f"{POSTGRES}/{database}",
-        REDIS_URL=REDIS,
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(32),
         ALLOWED_HOSTS="*",
         GOLIVE_DATA_DIR=str(workdir / "var"),
         MEDIA_ROOT=str(workdir / "media"),
         GOLIVE_RECONNECT_GRACE="0",
+        GOLIVE_RTMP_MAX_CONNECTIONS="5000",
+        GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP="5000",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
+    if redis:
+        env["REDIS_URL"] = REDIS
     processes = Processes()
     stack = Stack(workdir, processes, env, database)
     try:
         stack.manage("migrate", "--no-input", timeout=300)
+        yield stack
+    finally:
+        processes.close()
+        with contextlib.suppress(Exception):
+            client = redis_client.Redis.from_url(REDIS)
+            for name in client.scan_iter(match="golive:*", count=1000):
+                client.delete(name)
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{database}" with (force)')
+
+
+@contextlib.contextmanager
+def live_stack(workdir: Path, *, origins: int = 1, edge: bool = True) -> Iterator[Stack]:
+    """The stack, live: a channel publishing, the origins and (``edge``) Varnish serving it."""
+    with empty_stack(workdir) as stack:
         stack.create_channel()
         stack.start_ingest()
         for _ in range(origins):
@@ -224,11 +249,3 @@ def live_stack(workdir: Path, *, origins: int = 1, edge: bool = True) -> Iterato
         stack.publish(small_sample(workdir / "sample.flv"))
         stack.wait_live(stack.origins[0])
         yield stack
-    finally:
-        processes.close()
-        with contextlib.suppress(Exception):
-            client = redis.Redis.from_url(REDIS)
-            for name in client.scan_iter(match="golive:*", count=1000):
-                client.delete(name)
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as admin:
-            admin.execute(f'drop database if exists "{database}" with (force)')
