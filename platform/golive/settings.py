@@ -242,6 +242,24 @@ GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
 GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
 
+# --- HTTPS ------------------------------------------------------------------------------
+# TLS terminates in front of the edge (a load balancer, or hitch beside Varnish), which
+# passes X-Forwarded-Proto on; the processes behind it speak plain HTTP. GOLIVE_HTTPS=1
+# (production) turns on what `manage.py check --deploy` asks for: HSTS, the redirect to
+# HTTPS and secure cookies. The public, cookie-less LL-HLS URLs, /healthz and /metrics are
+# never redirected: an edge must not cache a redirect, and probes and scrapers inside the
+# cluster speak HTTP.
+GOLIVE_HTTPS = env_bool("GOLIVE_HTTPS", False)
+if GOLIVE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^live/", r"^media/", r"^static/"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
 # --- Auth, API -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
