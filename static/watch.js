@@ -10,6 +10,8 @@
   const quality = document.getElementById("quality");
   const player = (window.golivePlayer = { hls: null, video: video, mode: "offline" });
   let pollTimer = null;
+  let retryTimer = null;
+  let retries = 0;
 
   function setLive(live) {
     badge.hidden = !live;
@@ -27,6 +29,8 @@
     destroy();
     player.mode = mode;
     stopPolling();
+    if (retryTimer) clearTimeout(retryTimer);
+    retryTimer = null;
     if (window.Hls && window.Hls.isSupported()) {
       // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
       // maxLiveSyncPlaybackRate lets it play slightly fast to catch up after a stall or a
@@ -39,8 +43,13 @@
         fillQualities(hls.levels);
         video.play().catch(function () {});
       });
+      hls.on(window.Hls.Events.FRAG_BUFFERED, function () { retries = 0; });
       hls.on(window.Hls.Events.ERROR, function (_event, data) {
         if (!data.fatal) return;
+        if (mode === "live" && data.response && data.response.code === 503) {
+          backOff(src, data);
+          return;
+        }
         if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
           hls.recoverMediaError();
           return;
@@ -54,6 +63,24 @@
       video.play().catch(function () {});
     }
     setLive(mode === "live");
+  }
+
+  // A 503 means the edge or the origin is shedding load: come back later, and not all
+  // together. Exponential from Retry-After (else 1 s), at most 30 s, with jitter, so a
+  // crowd that failed at the same moment returns spread out instead of all at once.
+  function backOff(src, data) {
+    let base = 1;
+    const xhr = data.networkDetails;
+    if (xhr && typeof xhr.getResponseHeader === "function") {
+      const after = parseFloat(xhr.getResponseHeader("Retry-After"));
+      if (after > 0) base = after;
+    }
+    const delay = Math.min(30, base * Math.pow(2, retries)) * (0.5 + Math.random() / 2);
+    retries += 1;
+    destroy();
+    player.mode = "retrying";
+    player.retryDelay = delay;
+    retryTimer = setTimeout(function () { play(src, "live"); }, delay * 1000);
   }
 
   function fillQualities(levels) {
@@ -93,11 +120,16 @@
 
   function startPolling() {
     if (pollTimer) return;
-    pollTimer = setInterval(checkStatus, 2000);
+    // 1.5-2.5 s apart: a crowd waiting for a stream does not ask in lockstep.
+    pollTimer = setTimeout(function () {
+      pollTimer = null;
+      checkStatus();
+      startPolling();
+    }, 1500 + Math.random() * 1000);
   }
 
   function stopPolling() {
-    if (pollTimer) clearInterval(pollTimer);
+    if (pollTimer) clearTimeout(pollTimer);
     pollTimer = null;
   }
 
