@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from api.permissions import is_ops
+from delivery.load import read_origin_load
 
 from . import capacity as figures
 from .actions import get_quota
@@ -35,5 +36,9 @@ def capacity(request: HttpRequest) -> HttpResponse:
         "admissions": figures.load_admissions(now),
         "rows": rows,
         "stale_after": figures.format_duration(figures.stale_after()),
+        "origins": (origins := read_origin_load()),
+        "origins_held": sum(o.held for o in origins),
+        "origins_rps": sum(o.requests_per_second for o in origins),
+        "origins_shed": sum(o.shed_per_second for o in origins),
     }
     return TemplateResponse(request, "admin/quotas/capacity.html", context)

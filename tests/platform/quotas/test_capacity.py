@@ -339,3 +339,33 @@ def test_the_capacity_chart_renders_in_headless_chromium(olga, live_server) -> N
     assert sum(near(pixel, LIVE_BLUE) for pixel in found) > 300
     assert sum(near(pixel, QUOTA_RED) for pixel in found) > 300
     assert (ARTIFACTS / "capacity-page.png").stat().st_size > 30_000
+
+
+def test_the_page_shows_every_origins_load_beside_streams_and_quota(olga, client, settings):
+    import re
+    import time as clock
+
+    import redis
+
+    from delivery.load import REPORT_PREFIX
+
+    settings.REDIS_URL = "redis://127.0.0.1:6379/13"
+    try:
+        server = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+        server.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis is needed: {error}")
+    names = [f"{REPORT_PREFIX}test-origin-{n}:1" for n in (1, 2)]
+    for number, name in enumerate(names, 1):
+        server.hset(name, mapping={"held": 100 * number, "limit": 5000, "rps": 7.5 * number,
+                                   "shed_rps": 2 if number == 2 else 0, "at": clock.time()})
+        server.expire(name, 10)
+    try:
+        client.force_login(olga)
+        page = client.get("/admin/capacity/").content.decode()
+    finally:
+        server.delete(*names)
+    text = re.sub(r"\s+", " ", page)
+    assert "2 origin processes, 300 held requests, 22.5 requests/s" in text
+    assert "test-origin-2:1" in text
+    assert "2.0 shed/s" in text
