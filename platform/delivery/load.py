@@ -136,7 +136,7 @@ async def _report_forever() -> None:
             await asyncio.sleep(REPORT_EVERY)
             now = time.monotonic()
             span = max(now - last_at, 1e-6)
-            figures = {
+            figures: dict[str | bytes, float] = {
                 "held": LOAD.held,
                 "limit": max_held(),
                 "rps": round((LOAD.requests - last_requests) / span, 2),

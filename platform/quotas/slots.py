@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -182,7 +182,7 @@ class SlotLedger:
     def clear(self) -> None:
         self._redis.delete(*self.keys)
 
-    def _call(self, script, args: list[object], keys: list[int] | None = None):  # type: ignore[no-untyped-def]
+    def _call(self, script, args: Sequence[object], keys: list[int] | None = None):  # type: ignore[no-untyped-def]
         import redis
 
         chosen = self.keys if keys is None else [self.keys[i] for i in keys]

@@ -146,7 +146,7 @@ def _collect(
         if now - shown < 1.0:
             continue
         shown = now
-        values = list(counters)
+        values = counters[:]
         requests = sum(values[0::_PROGRESS_FIELDS])
         errors = sum(values[1::_PROGRESS_FIELDS])
         watching = sum(values[2::_PROGRESS_FIELDS])

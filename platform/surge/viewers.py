@@ -75,11 +75,11 @@ _RESOLVED: dict[tuple[str, str], str | None] = {}
 class Figures:
     """What one process's viewers measured (seconds), merged across processes."""
 
-    first_part: array = field(default_factory=lambda: array("d"))
-    reload_wait: array = field(default_factory=lambda: array("d"))
-    part_ttfb: array = field(default_factory=lambda: array("d"))
-    latency: array = field(default_factory=lambda: array("d"))
-    loop_lag: array = field(default_factory=lambda: array("d"))
+    first_part: array[float] = field(default_factory=lambda: array("d"))
+    reload_wait: array[float] = field(default_factory=lambda: array("d"))
+    part_ttfb: array[float] = field(default_factory=lambda: array("d"))
+    latency: array[float] = field(default_factory=lambda: array("d"))
+    loop_lag: array[float] = field(default_factory=lambda: array("d"))
     requests: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     parts_seen: set[str] = field(default_factory=set)
