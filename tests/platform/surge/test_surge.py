@@ -86,7 +86,7 @@ def test_runs_are_bounded_in_count_time_and_address() -> None:
                 dict(url="ftp://x/y")):
         run = ViewerRun(**{"url": "http://127.0.0.1:1/m.m3u8", "viewers": 1, "seconds": 1,
                            **bad})
-        with pytest.raises(ValueError, match="must be|http://"):
+        with pytest.raises(ValueError, match=r"must be|http://"):
             run.check()
 
 
