@@ -47,7 +47,7 @@ def origin_counters(url: str, token: str = "") -> OriginCounters:
     request = urllib.request.Request(url.rstrip("/") + "/metrics")  # noqa: S310 (given)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (given address)
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (given address)
         text = answer.read().decode()
     shed = _SHED.search(text)
     return OriginCounters(

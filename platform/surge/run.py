@@ -64,7 +64,7 @@ def run_viewers(config: ViewerRun, progress: Callable[[str], None] | None = None
     slots = schedule(config.shape, config.viewers, config.seconds, ramp=config.ramp,
                      rate=config.rate)
     varnish_before = edge.varnish_counters(config.varnish) if config.varnish else None
-    origins_before = [edge.origin_counters(url, config.metrics_token) for url in config.origins]
+    origins_before = _read_origins(config)
     context = multiprocessing.get_context("fork")
     shares = [slots[i :: config.processes] for i in range(config.processes)]
     counters: SynchronizedArray[float] = context.Array("d", _PROGRESS_FIELDS * len(shares))
@@ -82,7 +82,8 @@ def run_viewers(config: ViewerRun, progress: Callable[[str], None] | None = None
     steady: list[list[edge.OriginCounters]] = []  # the origins' counters after the warm-up
 
     def read_steady() -> None:
-        steady.append([edge.origin_counters(url, config.metrics_token) for url in config.origins])
+        if (counters_now := _read_origins(config)) is not None:
+            steady.append(counters_now)
 
     try:
         for shard in _collect(config, start_wall, counters, workers, progress, read_steady):
@@ -93,9 +94,11 @@ def run_viewers(config: ViewerRun, progress: Callable[[str], None] | None = None
                 process.terminate()
     elapsed = time.time() - start_wall
     varnish_after = edge.varnish_counters(config.varnish) if config.varnish else None
-    origins_after = [edge.origin_counters(url, config.metrics_token) for url in config.origins]
+    origins_after = _read_origins(config)
     summary = summarise(config, figures, elapsed, varnish_before, varnish_after,
-                        origins_before, origins_after)
+                        origins_before or [], origins_after or [])
+    if config.origins and (origins_before is None or origins_after is None):
+        summary["origin"]["unreadable"] = "an origin did not answer /metrics in time"
     if steady and origins_after and figures.parts_measured:
         # After the warm-up: what the origins paid per part once viewers were watching,
         # tune-ins (master, bare playlist, init) left out as far as the ramp allows.
@@ -113,6 +116,15 @@ def run_viewers(config: ViewerRun, progress: Callable[[str], None] | None = None
                 by_object.get("blocking_playlist", 0) + by_object.get("playlist", 0)) / parts,
         }
     return summary
+
+
+def _read_origins(config: ViewerRun) -> list[edge.OriginCounters] | None:
+    """Every origin's counters, or None when one does not answer (a saturated origin may
+    not answer /metrics either: the run goes on without its figures)."""
+    try:
+        return [edge.origin_counters(url, config.metrics_token) for url in config.origins]
+    except (OSError, ValueError):
+        return None
 
 
 def _collect(

@@ -65,13 +65,18 @@ def bench_viewers(workdir: Path, counts: list[int], seconds: float, warmup: floa
                 ("straight to the origin", stack.origins[0], []),
             ):
                 print(f"\n{count} viewers {label} ...", flush=True)
-                runs[label] = surge_json(
-                    stack, "viewers", stack.master(base), "--viewers", str(count),
-                    "--seconds", str(seconds), "--warmup", str(warmup), "--ramp", "5",
-                    "--processes", str(processes), "--origin", stack.origins[0], *extra,
-                    timeout=seconds + 180,
-                )
-                time.sleep(3)  # let the origin drain what the last run left
+                try:
+                    runs[label] = surge_json(
+                        stack, "viewers", stack.master(base), "--viewers", str(count),
+                        "--seconds", str(seconds), "--warmup", str(warmup), "--ramp", "5",
+                        "--processes", str(processes), "--origin", stack.origins[0], *extra,
+                        timeout=seconds + 180,
+                    )
+                except (RuntimeError, subprocess.TimeoutExpired) as error:
+                    print(f"  {label}: the run failed: {error}", flush=True)
+                time.sleep(5)  # let the origin drain what the last run left
+            if not runs:
+                continue
             print(f"\n{count} viewers of one 320x180 rendition (plateau, {seconds:g} s,"
                   f" figures after a {warmup:g} s warm-up):")
             print(viewer_table(runs))
