@@ -48,7 +48,8 @@ def render_procfile(topology: Topology, *, root: str, python: str, run_dir: str)
         )
     for number, port in enumerate(topology.rtmp_ports, 1):
         lines.append(
-            f"ingest{number}: env GOLIVE_NODE_NAME={topology.node_prefix}{number} {py}"
+            # Unique per ingest process, across machines too (sessions name their node).
+            f"ingest{number}: env GOLIVE_NODE_NAME=$(hostname)-{topology.node_prefix}{number} {py}"
             f" manage.py ingest --rtmp {topology.rtmp[0]}:{port}"
         )
     for number in range(1, topology.workers + 1):
