@@ -80,7 +80,21 @@ def _address(url: str) -> tuple[str, int, str]:
 
 
 async def attempt(
-    url: str, key: str, index: int, hold_until: float, limit: float = 30.0
+    url: str, key: str, index: int, decided: asyncio.Future[Attempt], release: asyncio.Event,
+    limit: float = 30.0,
+) -> Attempt:
+    """One publish; ``decided`` resolves with the answer, and an admitted publisher then
+    keeps its slot until ``release`` is set."""
+    try:
+        return await _attempt(url, key, index, decided, release, limit)
+    finally:
+        if not decided.done():
+            decided.set_result(Attempt(index, error="no answer"))
+
+
+async def _attempt(
+    url: str, key: str, index: int, decided: asyncio.Future[Attempt], release: asyncio.Event,
+    limit: float,
 ) -> Attempt:
     host, port, app = _address(url)
     result = Attempt(index)
@@ -132,12 +146,16 @@ async def attempt(
                 if not data:
                     result.error = "closed before an answer"
                     return result
+        decided.set_result(result)
         if result.admitted:
-            # Hold the slot to the end of the run, as a live encoder would.
+            # Hold the slot until every publish has its answer, as a live encoder would:
+            # a slot given back early would be taken by a later publish.
             timestamp = 0
-            while loop.time() < hold_until:
+            while not release.is_set():
                 writer.write(chunks_out.encode(Message(4, 8, 1, timestamp, _KEEPALIVE)))
-                await asyncio.sleep(min(1.0, max(0.0, hold_until - loop.time())))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await release.wait()
                 timestamp += 1000
     except (TimeoutError, ConnectionError, OSError) as error:
         result.error = result.error or repr(error)
@@ -153,7 +171,7 @@ async def surge(
 ) -> list[Attempt]:
     """``count`` publishes, evenly spread over ``seconds``, the ingest URLs taken in turn
     and the keys in order (repeating when there are fewer keys than publishes). Admitted
-    publishers hold their slot until ``hold`` seconds after the last publish."""
+    publishers hold their slot until ``hold`` seconds after the last answer."""
     if not urls or not keys:
         raise ValueError("at least one ingest URL and one key")
     if not 1 <= count <= MAX_PUBLISHES or not 0 <= seconds <= MAX_SECONDS:
@@ -162,15 +180,21 @@ async def surge(
         _address(url)
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
-    hold_until = start + seconds + hold
-    tasks = []
+    release = asyncio.Event()
+    tasks, answers = [], []
     for i in range(count):
         delay = start + seconds * i / count - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        decided: asyncio.Future[Attempt] = loop.create_future()
+        answers.append(decided)
         tasks.append(loop.create_task(
-            attempt(urls[i % len(urls)], keys[i % len(keys)], i, hold_until)))
-    return list(await asyncio.gather(*tasks))
+            attempt(urls[i % len(urls)], keys[i % len(keys)], i, decided, release)))
+    results = list(await asyncio.gather(*answers))
+    await asyncio.sleep(hold)
+    release.set()
+    await asyncio.gather(*tasks)
+    return results
 
 
 def summarise(attempts: list[Attempt], seconds: float) -> dict[str, Any]:
