@@ -229,6 +229,9 @@ GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2)
 GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0)
 # After ops force-stop a stream, its channel may not go live again for this many seconds.
 GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300)
+# With Redis, admissions are decided in the Redis slot ledger (quotas.slots); 0 decides
+# every admission under the quota row lock instead.
+GOLIVE_SLOT_LEDGER = env_bool("GOLIVE_SLOT_LEDGER", True)
 # Requests one origin process holds at most (blocking playlist reloads, preload-hinted parts);
 # past it new ones are answered 503 + Retry-After at once. ~21 KiB each, no thread.
 GOLIVE_ORIGIN_MAX_HELD = env_int("GOLIVE_ORIGIN_MAX_HELD", 5000)

@@ -198,8 +198,9 @@ def _ledger(url: str) -> SlotLedger:
 
 
 def ledger() -> SlotLedger | None:
-    """The ledger when Redis is configured (cluster mode), else None."""
-    if not settings.REDIS_URL:
+    """The ledger when Redis is configured (cluster mode) and GOLIVE_SLOT_LEDGER is on,
+    else None."""
+    if not settings.REDIS_URL or not settings.GOLIVE_SLOT_LEDGER:
         return None
     return _ledger(settings.REDIS_URL)
 

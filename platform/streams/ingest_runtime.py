@@ -49,6 +49,9 @@ class PlatformIngest(IngestServer):
     _housekeeping: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
+        # The slot ledger from the leases before the first publish: claims a crashed run
+        # left behind are dropped now, not at the first housekeeping.
+        await self.platform.workers.wrap(slots.reconcile)()
         await super().start(host, port)
         self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
 

@@ -131,6 +131,7 @@ def cluster(transactional_db: None, settings: Any) -> Any:
             raise
         pytest.skip(f"Redis is needed: {error}")
     settings.REDIS_URL = REDIS
+    settings.GOLIVE_SLOT_LEDGER = True
     slots._ledger.cache_clear()
     ledger = slots.ledger()
     assert ledger is not None
@@ -178,6 +179,7 @@ def test_with_redis_away_admission_takes_the_quota_lock_and_stays_exact(
     transactional_db: None, settings: Any
 ) -> None:
     settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens there
+    settings.GOLIVE_SLOT_LEDGER = True
     slots._ledger.cache_clear()
     try:
         set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", max_streams=2)
