@@ -9,20 +9,41 @@ from streams.models import Channel, LiveSession
 class ChannelSerializer(serializers.ModelSerializer):
     streamer = serializers.CharField(source="owner.display_name", read_only=True)
     is_live = serializers.SerializerMethodField()
+    viewers = serializers.SerializerMethodField(help_text="Viewers now (0 when offline).")
     watch_url = serializers.SerializerMethodField()
 
     class Meta:
         model = Channel
-        fields = ["slug", "title", "category", "streamer", "is_partner", "is_live", "watch_url"]
+        fields = [
+            "slug", "title", "category", "streamer", "is_partner", "is_live", "viewers",
+            "watch_url",
+        ]
         read_only_fields = ["slug", "is_partner"]
 
     def get_is_live(self, channel: Channel) -> bool:
         return channel.sessions.filter(ended_at__isnull=True).exists()
 
+    def get_viewers(self, channel: Channel) -> int:
+        if not self.get_is_live(channel):
+            return 0
+        from viewers.counter import viewer_counts
+
+        return viewer_counts().counts([channel.slug])[channel.slug]
+
     def get_watch_url(self, channel: Channel) -> str:
         from streams.links import watch_url
 
         return watch_url(channel)
+
+
+class LiveChannelSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    category = serializers.CharField()
+    streamer = serializers.CharField()
+    viewers = serializers.IntegerField()
+    thumbnail = serializers.CharField(help_text="URL of the latest still, or empty.")
+    started_at = serializers.DateTimeField()
 
 
 class StreamKeySerializer(serializers.Serializer):

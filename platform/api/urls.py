@@ -10,6 +10,7 @@ app_name = "api"
 
 urlpatterns = [
     path("v1/token/", obtain_auth_token, name="token"),
+    path("v1/live/", views.LiveChannels.as_view(), name="live"),
     path("v1/channels/<slug:slug>/", views.ChannelDetail.as_view(), name="channel"),
     path("v1/channels/<slug:slug>/key/", views.RotateStreamKey.as_view(), name="rotate-key"),
     path("v1/channels/<slug:slug>/sessions/", views.ChannelSessions.as_view(), name="sessions"),

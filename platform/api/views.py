@@ -21,6 +21,7 @@ from streams.models import Channel, LiveSession
 from .permissions import IsChannelOwnerOrReadOnly, IsChannelOwnerOrStaff, IsOps
 from .serializers import (
     ChannelSerializer,
+    LiveChannelSerializer,
     LiveSessionSerializer,
     QuotaSerializer,
     StreamKeySerializer,
@@ -45,6 +46,21 @@ class ChannelDetail(generics.RetrieveUpdateAPIView):
         actions.update_channel(
             serializer.instance, title=data.get("title"), category=data.get("category")
         )
+
+
+class LiveChannels(APIView):
+    """Live channels now, followed ones first, then by viewers (the directory's order)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses=LiveChannelSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        from watch.directory import live_entries
+
+        entries = live_entries(request.user, request.query_params.get("q", "")[:100])
+        response = Response(LiveChannelSerializer(entries, many=True).data)
+        response["Cache-Control"] = "no-cache" if request.user.is_authenticated else "max-age=2"
+        return response
 
 
 class RotateStreamKey(APIView):

@@ -45,7 +45,11 @@ class DealDetail(generics.RetrieveAPIView):
     serializer_class = DealSerializer
 
     def get_queryset(self) -> Any:
-        return Deal.objects.visible_to(self.request.user).select_related("streamer")
+        return (
+            Deal.objects.visible_to(self.request.user)
+            .select_related("streamer")
+            .prefetch_related("versions")
+        )
 
 
 @extend_schema(

@@ -34,10 +34,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from enum import StrEnum
 from fractions import Fraction
 
-# The usual range of a monthly guarantee; outside it is allowed (the biggest names get
-# bigger packages) but an admin is warned.
-USUAL_MINIMUM_CENTS = 100_000
-USUAL_MAXIMUM_CENTS = 1_000_000
+from .money import Money
+
 BASIS_POINTS = 10_000
 SECONDS_PER_HOUR = 3600
 
@@ -471,50 +469,3 @@ def _decimal(value: Fraction, places: str) -> Decimal:
         context.prec = 40
         exact = Decimal(value.numerator) / Decimal(value.denominator)
         return exact.quantize(Decimal(places), rounding=ROUND_HALF_UP)
-
-
-class Money:
-    """Formats cents in one currency: `$1,234.56` for USD, `1,234.56 EUR` otherwise."""
-
-    def __init__(self, currency: str) -> None:
-        self.currency = currency
-
-    def __call__(self, cents: int) -> str:
-        sign = "-" if cents < 0 else ""
-        whole, rest = divmod(abs(cents), 100)
-        return self._wrap(sign, f"{whole:,}.{rest:02}")
-
-    def exact(self, cents: Fraction) -> str:
-        """An unrounded amount to four decimals of the unit (display only)."""
-        if cents.denominator == 1:
-            return self(cents.numerator)
-        units = _decimal(abs(cents) / 100, "0.0001")
-        return self._wrap("-" if cents < 0 else "", f"{units:,}")
-
-    def _wrap(self, sign: str, number: str) -> str:
-        return f"{sign}${number}" if self.currency == "USD" else f"{sign}{number} {self.currency}"
-
-
-def format_money(cents: int, currency: str) -> str:
-    return Money(currency)(cents)
-
-
-def range_warnings(terms: Terms) -> list[str]:
-    """Sentences for an amount outside the usual guarantee range; allowed, but worth a look.
-
-    Only monthly guarantees have a usual range; an hourly rate has none.
-    """
-    if terms.kind == DealKind.PER_HOUR:
-        return []
-    money = Money(terms.currency)
-    if terms.amount_cents > USUAL_MAXIMUM_CENTS:
-        return [
-            f"{money(terms.amount_cents)} a month is above the usual "
-            f"{money(USUAL_MAXIMUM_CENTS)}: fine for a negotiated package, check the figure."
-        ]
-    if terms.amount_cents < USUAL_MINIMUM_CENTS:
-        return [
-            f"{money(terms.amount_cents)} a month is below the usual "
-            f"{money(USUAL_MINIMUM_CENTS)}: check the figure."
-        ]
-    return []

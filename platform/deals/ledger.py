@@ -1,13 +1,17 @@
 """The double-entry ledger: every money movement of a payout is one balanced transaction.
 
-Accounts and what moves between them:
+Accounts and what moves between them (a month's payout and an adjustment alike):
 - approve (accrual):       Dr deal_expense      Cr streamer_payable
 - mark paid (payment):     Dr streamer_payable  Cr cash
 - void after approval:     Dr streamer_payable  Cr deal_expense   (reverses the accrual)
+A clawback (the streamer owes some of a paid month back):
+- approve (clawback):      Dr streamer_receivable  Cr deal_expense
+- recovered (recovery):    Dr cash                 Cr streamer_receivable
+- void after approval:     Dr deal_expense         Cr streamer_receivable
 
-So `streamer_payable` holds what golive owes streamers and returns to zero once everything
-approved is paid or voided. Called only by `deals.actions`, inside the transaction that
-changes the payout.
+So `streamer_payable` holds what golive owes streamers and `streamer_receivable` what
+streamers owe back; each returns to zero once everything approved is settled or voided.
+Called only by `deals.actions`, inside the transaction that changes the payout.
 """
 
 from __future__ import annotations

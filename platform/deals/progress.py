@@ -38,12 +38,14 @@ def as_sessions(rows: Iterable[LiveSession]) -> list[Session]:
 
 
 def with_period_sessions(deals: QuerySet[Deal], now: datetime) -> QuerySet[Deal]:
-    """Fetches this period's sessions of every listed deal's streamer in one query, for
-    `progress` (a list page would otherwise make one query per deal)."""
+    """Fetches this period's sessions of every listed deal's streamer in one query, and
+    every deal's versions in another, for `progress` (a list page would otherwise make
+    queries per deal)."""
     period = Period.containing(now)
     sessions = overlapping(period.start_at, period.end_at).order_by()
     return deals.prefetch_related(
-        Prefetch("streamer__channel__sessions", queryset=sessions, to_attr="period_sessions")
+        "versions",
+        Prefetch("streamer__channel__sessions", queryset=sessions, to_attr="period_sessions"),
     )
 
 
@@ -80,11 +82,16 @@ def progress(
 ) -> Progress | None:
     """This period's figures so far, or None when the term does not cover this period.
 
+    Measured against the signed terms in force this month (a draft: its proposal).
     ``sessions`` may be given; else those `with_period_sessions` fetched are used, or they
     are read now. The same period must be meant: the caller passes the same ``now``.
     """
     period = Period.containing(now)
-    window = window_of(deal.terms(), period)
+    version = deal.shown_version(max(period.first_day, deal.starts_on))
+    if version is None:
+        return None
+    terms = version.terms(deal)
+    window = window_of(terms, period)
     if window is None:
         return None
     if sessions is None:
@@ -92,4 +99,4 @@ def progress(
     if sessions is None:
         sessions = sessions_of(deal, period)
     activity = measure(sessions, *window, now=now)
-    return Progress(period, activity, requirements(deal.terms(), period))
+    return Progress(period, activity, requirements(terms, period))

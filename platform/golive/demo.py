@@ -33,6 +33,8 @@ class DemoCredentials:
     streamer: str
     channel: str
     stream_key: str
+    # For the dashboard (sign in as the demo streamer); files written before it lack it.
+    streamer_password: str = ""
 
 
 def credentials_path() -> Path:
@@ -48,12 +50,16 @@ def ensure_demo() -> DemoCredentials:
     with transaction.atomic():
         admin_password = _ensure_admin(saved.admin_password if saved else None)
         channel, key = _ensure_streamer(saved.stream_key if saved else None)
+        streamer_password = _ensure_streamer_password(
+            channel, saved.streamer_password if saved else None
+        )
     demo = DemoCredentials(
         admin_username=DEMO_ADMIN,
         admin_password=admin_password,
         streamer=DEMO_STREAMER,
         channel=channel.slug,
         stream_key=key,
+        streamer_password=streamer_password,
     )
     if demo != saved:
         _write(demo)
@@ -87,6 +93,16 @@ def _ensure_admin(saved_password: str | None) -> str:
     password = secrets.token_urlsafe(12)
     admin.set_password(password)
     admin.save(update_fields=["password"])
+    return password
+
+
+def _ensure_streamer_password(channel: Channel, saved_password: str | None) -> str:
+    user = channel.owner.user
+    if saved_password and user.check_password(saved_password):
+        return saved_password
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.save(update_fields=["password"])
     return password
 
 

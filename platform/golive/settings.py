@@ -73,6 +73,10 @@ INSTALLED_APPS = [
     "watch",
     "delivery",
     "deals",
+    "accounts",
+    "chat",
+    "viewers",
+    "dashboard",
     "surge",
 ]
 
@@ -240,10 +244,18 @@ GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30)
 # The bearer token a Prometheus scraper sends to /metrics from another machine
 # ("Authorization: Bearer <token>"). Empty: only this machine and logged-in staff may scrape.
 GOLIVE_METRICS_TOKEN = env("GOLIVE_METRICS_TOKEN")
+# What the dashboard tells streamers to send, and warns past: the ladder's top (the
+# source rung passes through; 6 Mb/s is what Twitch asks of 1080p60).
+GOLIVE_MAX_BITRATE_KBPS = env_int("GOLIVE_MAX_BITRATE_KBPS", 6000)
+# Prefix of the Redis keys and channels of chat and viewer counts (tests use their own).
+GOLIVE_REDIS_PREFIX = env("GOLIVE_REDIS_PREFIX", "golive")
 # Quota defaults for a new installation; ops change the row at run time, not this.
 GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
 GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
+# Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
+# "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
+GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")
 
 # --- HTTPS ------------------------------------------------------------------------------
 # TLS terminates in front of the edge (a load balancer, or hitch beside Varnish), which
@@ -273,6 +285,19 @@ AUTH_PASSWORD_VALIDATORS = [
 # Any user (streamers too: the admin's login refuses non-staff); staff go on to /admin/.
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+# Password-reset mail: printed on the console in the embedded mode, SMTP when EMAIL_HOST
+# is set (EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_HOST = env("EMAIL_HOST")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "golive <noreply@localhost>")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -56,6 +56,26 @@ def create_streamer(
     return streamer, plaintext
 
 
+def become_streamer(user: AbstractBaseUser, *, slug: str = "") -> tuple[Streamer, str]:
+    """Gives an existing account (a viewer who signed up) a streamer profile, a channel
+    and a first key, returned in clear once. Raises StreamerError when the account already
+    streams or the channel name is taken or unusable."""
+    name = user.get_username()
+    slug = slugify(slug or name)[:40]
+    if not slug:
+        raise StreamerError(f"{name!r} does not make a usable channel name: choose one")
+    with transaction.atomic():
+        if Streamer.objects.filter(user_id=user.pk).exists():
+            raise StreamerError("this account already has a channel")
+        if Channel.objects.filter(slug=slug).exists():
+            raise StreamerError(f"channel {slug!r} already exists: choose another name")
+        streamer = Streamer.objects.create(user_id=user.pk, display_name=name)
+        channel = Channel.objects.create(owner=streamer, slug=slug)
+        plaintext = _issue_key(channel)
+    log.info("user %s opened channel %s", name, slug)
+    return streamer, plaintext
+
+
 def rotate_stream_key(channel: Channel) -> str:
     """Revokes the channel's active key and issues a new one, returned in clear once.
 
@@ -99,10 +119,10 @@ def update_channel(
 ) -> Channel:
     fields = []
     if title is not None:
-        channel.title = title
+        channel.title = title.strip()[:140]
         fields.append("title")
     if category is not None:
-        channel.category = category
+        channel.category = " ".join(category.split())[:64]
         fields.append("category")
     if fields:
         channel.save(update_fields=fields)

@@ -44,7 +44,8 @@ RETRY_UNKNOWN_SECONDS = 600
 def unknown_key() -> Refusal:
     return Refusal(
         RefusalCode.BAD_NAME, "unknown_key",
-        "Unknown or revoked stream key: copy the current key from your golive dashboard.",
+        "Unknown or revoked stream key: get a new key on your dashboard,"
+        f" {settings.GOLIVE_PUBLIC_URL}/dashboard, and paste it into your encoder.",
         counts_as_failed_key=True,
     )
 

@@ -46,18 +46,28 @@ class PlatformIngest(IngestServer):
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
+    # Directory thumbnails of this node's broadcasts (when it packages them).
+    thumbnails = False
     _housekeeping: asyncio.Task[None] | None = None
+    _thumbnails: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
         await super().start(host, port)
-        self._housekeeping = asyncio.get_running_loop().create_task(self._keep_house())
+        loop = asyncio.get_running_loop()
+        self._housekeeping = loop.create_task(self._keep_house())
+        if self.thumbnails:
+            from watch.thumbnails import run_periodically
+
+            self._thumbnails = loop.create_task(run_periodically(settings.GOLIVE_NODE_NAME))
 
     async def stop(self, grace: float = 10.0) -> None:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self._thumbnails is not None:
+            self._thumbnails.cancel()
         await super().stop(grace)
         if self.grace is not None:
             self.grace.end_all()
@@ -92,6 +102,7 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
     drops may reconnect into the same broadcast for GOLIVE_RECONNECT_GRACE seconds."""
     gatekeeper = PlatformGatekeeper()
     grace = None
+    delivering = sink_factory is None
     if sink_factory is None:
         from delivery.live import PART_TARGET, target_duration
         from delivery.pipeline import make_delivery_output
@@ -108,4 +119,5 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
     server = PlatformIngest(gatekeeper, sink_factory, config=ingest_config())
     server.platform = gatekeeper
     server.grace = grace
+    server.thumbnails = delivering
     return server

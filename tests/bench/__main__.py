@@ -14,6 +14,10 @@ BENCHMARKS = {
         "tests.bench.bench_delivery",
         "LL-HLS: latency in Chromium, blocked playlist wake-up, blocked requests held",
     ),
+    "chat": (
+        "tests.bench.bench_chat",
+        "chat fan-out per process: golive's pub/sub + queues vs channels_redis groups",
+    ),
     "surge": (
         "tests.bench.bench_surge",
         "viewers through the edge vs straight to the origin; publishers vs the quota",

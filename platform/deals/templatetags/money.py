@@ -1,4 +1,4 @@
-"""Template filters for cents and seconds: `{{ cents|money:currency }}`, `{{ seconds|hours }}`."""
+"""Template filters: `{{ cents|money:currency }}`, `{{ seconds|hours }}`, `{{ bps|percent }}`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from fractions import Fraction
 
 from django import template
 
-from deals.calculation import format_money, hours_exact
+from deals.calculation import hours_exact
+from deals.money import format_money
+from deals.money import percent as as_percent
 
 register = template.Library()
 
@@ -20,3 +22,8 @@ def money(cents: int, currency: str = "USD") -> str:
 @register.filter
 def hours(seconds: int | Fraction) -> Decimal:
     return hours_exact(Fraction(seconds))
+
+
+@register.filter
+def percent(basis_points: int) -> str:
+    return as_percent(basis_points)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from unittest import mock
 
@@ -16,16 +16,17 @@ from deals.actions import approve_payout, compute_payout, mark_paid
 from deals.calculation import Period
 from deals.models import Deal, DealEvent, Payout
 from tests.conftest import make_streamer
-from tests.platform.deals.conftest import at, make_deal, stream
+from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
 
 MARCH = Period(2025, 3)
 PAYOUTS = "/admin/deals/payout/"
 
 
-def act(client, action: str, objects, **data):
+def act(client, action: str, objects, follow: bool = False, **data):
     return client.post(
         f"/admin/deals/{objects[0]._meta.model_name}/",
         {"action": action, "_selected_action": [o.pk for o in objects], **data},
+        follow=follow,
     )
 
 
@@ -78,52 +79,51 @@ def test_the_deals_list_shows_this_periods_hours_against_the_minimum(alice, ada,
     assert "18.00 / 40.00 h · 9 / 8 streams" in page
 
 
-def test_a_deal_above_10000_is_saved_with_a_warning(bob, ada, client) -> None:
+def deal_form(streamer, **changes) -> dict:
+    """The admin's add form as a browser posts it: money in units, two decimals."""
+    return {
+        "streamer": streamer.pk, "currency": "USD", "kind": "flat", "amount": "5000.00",
+        "revenue_share": "0", "starts_on": "2025-01-01", "ends_on": "2025-12-31",
+        "min_hours": "40", "min_streams": "8", "shortfall": "pro_rata", "notes": "",
+        "versions-TOTAL_FORMS": 0, "versions-INITIAL_FORMS": 0,
+        "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0,
+    } | changes
+
+
+def test_a_deal_above_10000_is_saved_only_once_its_figure_is_confirmed(bob, ada, client) -> None:
     client.force_login(ada)
-    response = client.post(
-        "/admin/deals/deal/add/",
-        {
-            "streamer": bob.streamer.pk, "kind": "flat", "amount_cents": 2_500_000,
-            "currency": "USD", "revenue_share_bps": 0, "starts_on": "2025-01-01",
-            "ends_on": "2025-12-31", "min_hours": "40", "min_streams": 8,
-            "shortfall": "pro_rata", "notes": "",
-            "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0,
-        },
-        follow=True,
-    )
+    form = deal_form(bob.streamer, amount="25000.00")
+    response = client.post("/admin/deals/deal/add/", form)
+    assert response.status_code == 200  # the form again, with the warning
+    assert "above the usual $10,000.00" in response.content.decode()
+    assert not Deal.objects.exists()
+    response = client.post("/admin/deals/deal/add/", form | {"confirm": "on"}, follow=True)
     assert response.status_code == 200
     deal = Deal.objects.get()
-    assert (deal.amount_cents, deal.status, deal.created_by) == (2_500_000, "draft", ada)
-    assert any("above the usual $10,000.00" in m for m in said(response))
-    assert DealEvent.objects.get().to_status == "draft"
+    version = deal.versions.get()
+    assert (version.amount_cents, deal.status, deal.created_by) == (2_500_000, "draft", ada)
+    event = DealEvent.objects.get()
+    assert event.to_status == "draft"
+    assert "confirmed despite: $25,000.00 a month is above the usual $10,000.00" in event.note
 
 
 def test_the_add_form_refuses_a_term_ending_before_it_starts(bob, ada, client) -> None:
     client.force_login(ada)
     response = client.post(
         "/admin/deals/deal/add/",
-        {
-            "streamer": bob.streamer.pk, "kind": "flat", "amount_cents": 500_000,
-            "currency": "USD", "revenue_share_bps": 0, "starts_on": "2025-06-01",
-            "ends_on": "2025-05-01", "min_hours": "40", "min_streams": 8,
-            "shortfall": "pro_rata", "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0,
-        },
+        deal_form(bob.streamer, starts_on="2025-06-01", ends_on="2025-05-01"),
     )
     assert response.status_code == 200
     assert "cannot end" in response.content.decode()
     assert not Deal.objects.exists()
 
 
-def test_signing_from_the_list_activates_the_deal(alice, ada, client) -> None:
-    from deals.actions import save_deal
-
-    deal = Deal(streamer=alice.streamer, amount_cents=500_000, starts_on=MARCH.first_day,
-                ends_on=MARCH.first_day + timedelta(days=364))
-    save_deal(deal, actor=ada)
-    client.force_login(ada)
+def test_signing_from_the_list_activates_the_deal(alice, ada, grace, client) -> None:
+    deal = draft_deal(alice.streamer, ada)
+    client.force_login(grace)
     act(client, "sign", [deal])
     deal.refresh_from_db()
-    assert (deal.status, deal.signed_by) == ("active", ada)
+    assert (deal.status, deal.signed_by) == ("active", grace)
 
 
 def test_computing_a_period_in_admin_makes_drafts_only_another_admin_may_approve(
@@ -148,25 +148,33 @@ def test_computing_a_period_in_admin_makes_drafts_only_another_admin_may_approve
     assert Payout.objects.get().status == "approved"
 
 
-def test_marking_paid_asks_for_the_reference_first(alice, ada, grace, client) -> None:
+def test_marking_paid_asks_for_the_reference_first_and_shows_the_amount(
+    alice, ada, grace, client
+) -> None:
     deal = make_deal(alice.streamer, ada, amount_cents=500_000, min_hours=0, min_streams=0)
     payout = approve_payout(compute_payout(deal, MARCH, actor=ada), actor=grace)
-    client.force_login(grace)
+    client.force_login(ada)
     form = act(client, "mark_paid", [payout])
     assert form.status_code == 200
-    assert 'name="reference"' in form.content.decode()
+    page = form.content.decode()
+    assert 'name="reference"' in page
+    assert "$5,000.00" in page
     assert Payout.objects.get().status == "approved"
-    act(client, "mark_paid", [payout], apply="1", reference="WIRE-7")
+    act(client, "mark_paid", [payout], apply="1", reference="WIRE-7", follow=True)
     payout.refresh_from_db()
-    assert (payout.status, payout.payment_reference, payout.paid_by) == ("paid", "WIRE-7", grace)
+    assert (payout.status, payout.payment_reference, payout.paid_by) == ("paid", "WIRE-7", ada)
+    again = act(client, "mark_paid", [payout], apply="1", reference="WIRE-7", follow=True)
+    assert said(again) == ["Nothing changed for 1: already paid with that reference."]
 
 
 def test_voiding_asks_for_a_reason_and_a_paid_payout_stays_paid(alice, ada, grace, client) -> None:
     deal = make_deal(alice.streamer, ada, amount_cents=500_000, min_hours=0, min_streams=0)
     payout = approve_payout(compute_payout(deal, MARCH, actor=ada), actor=grace)
-    mark_paid(payout, actor=grace, reference="WIRE-8")
+    mark_paid(payout, actor=ada, reference="WIRE-8")
     client.force_login(ada)
-    assert 'name="reason"' in act(client, "void", [payout]).content.decode()
+    page = act(client, "void", [payout]).content.decode()
+    assert 'name="reason"' in page
+    assert "$5,000.00" in page
     response = act(client, "void", [payout], apply="1", reason="oops", follow=True)
     assert any("paid payout cannot be voided" in m for m in said(response))
     assert Payout.objects.get().status == "paid"
@@ -189,7 +197,7 @@ def test_the_csv_export_matches_the_admin_list(alice, bob, ada, grace, client) -
         stream(persona.channel, at(3, 5, 20), at(3, 5, 22, 30))
         compute_payout(deal, MARCH, actor=ada)
         april = compute_payout(deal, Period(2025, 4), actor=ada)
-    mark_paid(approve_payout(april, actor=grace), actor=grace, reference="WIRE-9")
+    mark_paid(approve_payout(april, actor=grace), actor=ada, reference="WIRE-9")
     client.force_login(ada)
     table = ResultTable()
     table.feed(client.get(PAYOUTS).content.decode())
@@ -198,10 +206,10 @@ def test_the_csv_export_matches_the_admin_list(alice, bob, ada, grace, client) -
     exported = list(csv.reader(io.StringIO(response.content.decode())))
     assert len(exported) == 5  # the header and four payouts
     assert exported == table.rows
-    assert exported[0][:4] == ["Streamer", "Period", "Status", "Amount"]
+    assert exported[0][:5] == ["Streamer", "Period", "Kind", "Status", "Amount"]
     # Newest period first, then by deal: alice's April, bob's April, alice's March, bob's March.
-    assert exported[2][:6] == ["bob", "2025-04", "paid", "$12,345.67", "0.00", "0"]
-    assert exported[3][:6] == ["alice", "2025-03", "draft", "$5,000.00", "2.50", "1"]
+    assert exported[2][:7] == ["bob", "2025-04", "monthly", "paid", "$12,345.67", "0.00", "0"]
+    assert exported[3][:7] == ["alice", "2025-03", "monthly", "draft", "$5,000.00", "2.50", "1"]
 
 
 def test_staff_without_deal_permissions_cannot_open_deals_admin(olga, client) -> None:
@@ -224,7 +232,7 @@ def test_the_csv_export_defuses_a_reference_that_looks_like_a_formula(
 ) -> None:
     deal = make_deal(alice.streamer, ada, amount_cents=500_000, min_hours=0, min_streams=0)
     payout = approve_payout(compute_payout(deal, MARCH, actor=ada), actor=grace)
-    mark_paid(payout, actor=grace, reference='=HYPERLINK("http://evil")')
+    mark_paid(payout, actor=ada, reference='=HYPERLINK("http://evil")')
     client.force_login(ada)
     [_, row] = list(csv.reader(io.StringIO(act(client, "export_csv", [payout]).content.decode())))
     assert row[-1] == '\'=HYPERLINK("http://evil")'
@@ -246,12 +254,19 @@ def test_lists_read_this_periods_sessions_once_however_many_deals(alice, ada, cl
     assert [queries(p, ada) for p in ("/admin/deals/deal/", "/api/v1/earnings/deals/")] == one
 
 
-def test_the_ledger_is_listed_read_only(alice, ada, grace, client) -> None:
+def test_the_ledger_is_listed_read_only_in_dollars(alice, ada, grace, client) -> None:
     deal = make_deal(alice.streamer, ada, amount_cents=500_000, min_hours=0, min_streams=0)
     approve_payout(compute_payout(deal, MARCH, actor=ada), actor=grace)
     client.force_login(ada)
+    table = ResultTable()
     page = client.get("/admin/deals/ledgerentry/").content.decode()
-    assert page.count("500000") == 2  # one debit, one credit
+    table.feed(page)
+    header, *rows = table.rows
+    debit, credit = header.index("Debit"), header.index("Credit")
+    assert sorted((row[debit], row[credit]) for row in rows) == [
+        ("$5,000.00", "-"), ("-", "$5,000.00")  # one debit, one credit
+    ]
+    assert "500000" not in page
     assert "/admin/deals/ledgerentry/add/" not in page
 
 
@@ -264,8 +279,10 @@ def test_the_earnings_page_reads_this_periods_sessions_once_however_many_deals(
             assert client.get("/earnings").status_code == 200
         return len(captured)
 
-    make_deal(alice.streamer, ada, ends_on=date(2099, 12, 31))
+    # One streamer has one deal at a time: a past one, today's, and one signed for later.
+    make_deal(alice.streamer, ada, starts_on=date(2025, 1, 1), ends_on=date(2025, 12, 31))
     one = queries()
-    make_deal(alice.streamer, ada, kind="per_hour", amount_cents=5_000, ends_on=date(2099, 12, 31))
-    make_deal(alice.streamer, ada, starts_on=date(2026, 1, 1), ends_on=date(2099, 12, 31))
+    make_deal(alice.streamer, ada, kind="per_hour", amount_cents=5_000,
+              starts_on=date(2026, 1, 1), ends_on=date(2098, 12, 31))
+    make_deal(alice.streamer, ada, starts_on=date(2099, 1, 1), ends_on=date(2099, 12, 31))
     assert queries() == one

@@ -19,10 +19,9 @@ from deals.calculation import (
     Shortfall,
     Terms,
     calculate,
-    format_money,
-    range_warnings,
     round_half_up,
 )
+from deals.money import format_money
 
 MARCH = Period(2025, 3)
 AFTER_MARCH = datetime(2025, 4, 2, tzinfo=UTC)
@@ -245,13 +244,6 @@ def test_periods_are_calendar_months() -> None:
     for bad in ["2025-13", "March", "2025-3-1", ""]:
         with pytest.raises(CalculationError):
             Period.parse(bad)
-
-
-def test_amounts_outside_the_usual_range_warn_but_per_hour_rates_do_not() -> None:
-    assert range_warnings(terms(amount_cents=500_000)) == []
-    assert "above the usual $10,000.00" in range_warnings(terms(amount_cents=2_500_000))[0]
-    assert "below the usual $1,000.00" in range_warnings(terms(amount_cents=50_000))[0]
-    assert range_warnings(terms(DealKind.PER_HOUR, amount_cents=5_000)) == []
 
 
 def test_money_is_formatted_per_currency() -> None:

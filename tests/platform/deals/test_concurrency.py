@@ -80,8 +80,11 @@ def test_twenty_concurrent_compute_and_approve_make_one_payout_and_one_accrual(
     assert (payout.deal_id, payout.status) == (deal.pk, "approved")
     assert payout.amount_cents == 400_000
     assert payout.approved_by_id != payout.computed_by_id
-    assert PayoutEvent.objects.filter(to_status="approved").count() == 1
-    assert PayoutEvent.objects.filter(from_status="").count() == 1  # created once
+    assert PayoutEvent.objects.filter(to_status="approved", refused=False).count() == 1
+    assert PayoutEvent.objects.filter(from_status="", refused=False).count() == 1  # created once
+    # Every refused approval is in the trail, written after its own transaction rolled back.
+    refused = sum(outcome.startswith("refused") for outcome in outcomes)
+    assert PayoutEvent.objects.filter(refused=True, to_status="approved").count() == refused
     entries = list(LedgerEntry.objects.all())
     assert len(entries) == 2
     assert {entry.transaction_id for entry in entries} == {entries[0].transaction_id}

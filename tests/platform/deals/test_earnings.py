@@ -7,14 +7,13 @@ approved by grace. Where "this period" matters, the clock is 20 March 2025 12:00
 
 from __future__ import annotations
 
-from datetime import date
 from unittest import mock
 
 import pytest
 
 from deals.actions import approve_payout, compute_payout, void_payout
 from deals.calculation import Period
-from tests.platform.deals.conftest import at, make_deal, stream
+from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
 
 FEBRUARY = Period(2025, 2)
 MID_MARCH = at(3, 20, 12)
@@ -98,11 +97,7 @@ def test_a_user_without_a_deal_sees_an_empty_page(deals, charlie, client) -> Non
 
 
 def test_a_draft_deal_is_not_shown_to_its_streamer(alice, ada, client) -> None:
-    from deals.actions import save_deal
-    from deals.models import Deal
-
-    save_deal(Deal(streamer=alice.streamer, amount_cents=900_000, starts_on=date(2025, 1, 1),
-                   ends_on=date(2025, 12, 31)), actor=ada)
+    draft_deal(alice.streamer, ada, amount_cents=900_000)
     assert "$9,000.00" not in page(client, alice.user).content.decode()
 
 
@@ -204,3 +199,40 @@ def test_the_earnings_endpoints_are_in_the_openapi_schema(api) -> None:
     paths = response.json()["paths"]
     assert "/api/v1/earnings/payouts/{id}/" in paths
     assert "/api/v1/earnings/deals/" in paths
+
+
+def test_staff_see_a_cancelled_draft_without_terms_and_streamers_do_not(alice, ada, api) -> None:
+    from deals.actions import set_deal_status
+
+    cancelled = set_deal_status(draft_deal(alice.streamer, ada), "terminated", actor=ada)
+    api.force_authenticate(ada)
+    [deal] = get(api, "/api/v1/earnings/deals/").json()["results"]
+    assert (deal["id"], deal["status"], deal["amount_cents"], deal["versions"]) == (
+        cancelled.pk, "cancelled", None, []
+    )
+    api.force_authenticate(alice.user)
+    assert get(api, "/api/v1/earnings/deals/").json()["results"] == []
+
+
+def test_a_streamer_sees_the_terms_in_force_and_every_signed_version(
+    alice, ada, grace, api, client
+) -> None:
+    from datetime import date
+
+    from deals.actions import save_deal, sign_deal
+    from tests.platform.deals.conftest import terms
+
+    deal = make_deal(alice.streamer, ada, amount_cents=500_000)
+    save_deal(deal, terms(amount_cents=600_000), actor=ada, effective_from=date(2025, 4, 1))
+    sign_deal(deal, actor=grace)
+    save_deal(deal, terms(amount_cents=700_000), actor=ada, effective_from=date(2025, 7, 1))
+    api.force_authenticate(alice.user)
+    [shown] = get(api, "/api/v1/earnings/deals/").json()["results"]  # 20 March 2025
+    assert (shown["version"], shown["amount"]) == (1, "$5,000.00")
+    assert [(v["number"], v["amount"], v["effective_from"]) for v in shown["versions"]] == [
+        (1, "$5,000.00", "2025-01-01"), (2, "$6,000.00", "2025-04-01")
+    ]  # v3 is not signed: not shown
+    text = page(client, alice.user).content.decode()
+    assert "version 1, signed" in text
+    assert "From 2025-04-01</dt><dd>$6,000.00 a month (version 2, signed)" in text
+    assert "$7,000.00" not in text

@@ -21,7 +21,7 @@ from deals.actions import (
 )
 from deals.calculation import Period
 from deals.models import LedgerEntry, Payout, PayoutEvent
-from tests.platform.deals.conftest import at, make_deal, stream
+from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
 
 MARCH = Period(2025, 3)
 
@@ -29,7 +29,7 @@ MARCH = Period(2025, 3)
 def transitions(payout: Payout) -> list[tuple[str, str, str]]:
     return [
         (event.actor_name, event.from_status, event.to_status)
-        for event in PayoutEvent.objects.filter(payout=payout)
+        for event in PayoutEvent.objects.filter(payout=payout, refused=False)
     ]
 
 
@@ -139,7 +139,7 @@ def test_recomputing_a_draft_replaces_it(alice, ada, grace) -> None:
     assert second.lines.count() == second.lines.values("position").distinct().count()
     assert second.lines.last().amount_cents == 3_000
     assert transitions(second) == [("ada", "", "draft"), ("grace", "draft", "draft")]
-    assert PayoutEvent.objects.last().note == "recomputed: $20.00 → $30.00"
+    assert PayoutEvent.objects.last().note == "recomputed with terms v1: $20.00 → $30.00"
 
 
 def test_the_admin_who_computed_cannot_approve_but_another_can(alice, ada, grace) -> None:
@@ -149,6 +149,11 @@ def test_the_admin_who_computed_cannot_approve_but_another_can(alice, ada, grace
         approve_payout(payout, actor=ada)
     assert Payout.objects.get().status == "draft"
     assert not LedgerEntry.objects.exists()
+    refusal = PayoutEvent.objects.get(refused=True)
+    assert (refusal.actor_name, refusal.from_status, refusal.to_status) == (
+        "ada", "draft", "approved"
+    )
+    assert "cannot approve it too" in refusal.note
     approved = approve_payout(payout, actor=grace)
     assert (approved.status, approved.approved_by) == ("approved", grace)
     # The accrual: owed to alice, charged to deal expense.
@@ -269,16 +274,13 @@ def test_a_period_that_has_not_ended_cannot_be_computed(alice, ada) -> None:
     assert not Payout.objects.exists()
 
 
-def test_an_unsigned_deal_or_a_period_outside_the_term_cannot_be_computed(alice, ada) -> None:
-    from deals.actions import save_deal
-    from deals.models import Deal
-
-    draft = Deal(streamer=alice.streamer, kind="flat", amount_cents=500_000,
-                 starts_on=date(2025, 1, 1), ends_on=date(2025, 12, 31))
-    save_deal(draft, actor=ada)
-    with pytest.raises(PayoutError, match="not signed"):
+def test_an_unsigned_deal_or_a_period_outside_the_term_cannot_be_computed(
+    alice, bob, ada
+) -> None:
+    draft = draft_deal(alice.streamer, ada)
+    with pytest.raises(PayoutError, match="never signed"):
         compute_payout(draft, MARCH, actor=ada)
-    deal = make_deal(alice.streamer, ada, starts_on=date(2025, 4, 1))
+    deal = make_deal(bob.streamer, ada, starts_on=date(2025, 4, 1))
     with pytest.raises(PayoutError, match="does not cover 2025-03"):
         compute_payout(deal, MARCH, actor=ada)
     assert not Payout.objects.exists()

@@ -74,6 +74,7 @@ def start(
             "watch": r"Watch:\s+(\S+)",
             "rtmp": r"RTMP URL:\s+(\S+)",
             "key": r"Stream key:\s+(\S+)",
+            "streamer_password": r"Dashboard:\s+\S+\s+\(user \S+, password (\S+)\)",
             "admin": r"Admin:\s+(\S+)\s+\(user (\S+), password (\S+)\)",
             "api": r"API docs:\s+(\S+)",
         }.items():

@@ -369,3 +369,32 @@ def test_the_page_shows_every_origins_load_beside_streams_and_quota(olga, client
     assert "2 origin processes, 300 held requests, 22.5 requests/s" in text
     assert "test-origin-2:1" in text
     assert "2.0 shed/s" in text
+
+
+def test_the_page_shows_viewers_per_live_stream_and_in_all(olga, client, alice, bob):
+    import asyncio
+    import re
+
+    from streams.models import LiveSession
+    from viewers.counter import reset_for_tests, viewer_counts
+
+    LiveSession.objects.create(channel=alice.channel, ingest_node="ingest-a")
+    LiveSession.objects.create(channel=bob.channel, ingest_node="ingest-a")
+    counts = viewer_counts()
+
+    async def watch() -> None:
+        for tab in ("tab-aaaaaaaa", "tab-bbbbbbbb", "tab-cccccccc"):
+            await counts.beat(alice.channel.slug, tab)
+        await counts.beat(bob.channel.slug, "tab-dddddddd")
+
+    try:
+        asyncio.run(watch())
+        client.force_login(olga)
+        text = re.sub(r"\s+", " ", client.get("/admin/capacity/").content.decode())
+    finally:
+        reset_for_tests()
+    assert "4 viewers" in text
+    rows = re.findall(r'<tr class="[^"]*" data-session="\d+">(.*?)</tr>', text)
+    assert [re.findall(r'<td class="number">(\d+)</td>$', row.strip()) for row in rows] == [
+        ["3"], ["1"]
+    ]

@@ -16,7 +16,8 @@ from django.utils import timezone
 
 from deals import ledger
 from deals.actions import DealError, close_period
-from deals.calculation import CalculationError, Period, format_money
+from deals.calculation import CalculationError, Period
+from deals.money import format_money
 
 
 class Command(BaseCommand):
@@ -67,7 +68,7 @@ class Command(BaseCommand):
                         "outcome": result.outcome,
                         "detail": result.detail,
                         "amount_cents": result.amount_cents,
-                        "currency": result.deal.currency,
+                        "currency": result.currency,
                     }
                     for result in results
                 ],
@@ -77,8 +78,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{period}: {len(results)} deal(s){mode}")
         for result in results:
             amount = (
-                format_money(result.amount_cents, result.deal.currency)
-                if result.amount_cents is not None
+                format_money(result.amount_cents, result.currency)
+                if result.amount_cents is not None and result.currency
                 else ""
             )
             self.stdout.write(

@@ -69,6 +69,8 @@ class Command(BaseCommand):
             f"  Watch:       {public}/c/{demo.channel}\n"
             f"  RTMP URL:    {settings.GOLIVE_RTMP_URL}\n"
             f"  Stream key:  {demo.stream_key}\n"
+            f"  Dashboard:   {public}/dashboard  (user {demo.streamer},"
+            f" password {demo.streamer_password})\n"
             f"  Admin:       {public}/admin/  (user {demo.admin_username},"
             f" password {demo.admin_password})\n"
             f"  Capacity:    {public}/admin/capacity/  (live streams against the quota)\n"
