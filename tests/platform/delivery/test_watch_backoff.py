@@ -44,7 +44,8 @@ def test_on_503_the_watch_page_backs_off_exponentially_with_jitter(alice, live_s
             page = browser.new_context().new_page()
             page.route("**/live/**", shed(times))
             page.goto(f"{live_server.url}/c/{alice.channel.slug}")
-        time.sleep(12)
+        # Not time.sleep: Playwright answers the routed requests only while it runs.
+        page.wait_for_timeout(12_000)
         browser.close()
     gaps = [[b - a for a, b in itertools.pairwise(times)] for times in asked]
     print(f"\nseconds between a page's requests after 503s: "
