@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 # playlist of late tune-ins (kept 0.16 s) and the multivariant (1 s) add a little more.
 CONSTANT_PER_PART = 0.75
 LATENCY_MARGIN = 0.150  # s, viewers' p95 against a single viewer's
+CLIENT_LAG = 0.100  # s, the client's event-loop lag p95 past which its timings are its own
 
 
 def needs_stack() -> None:
@@ -58,6 +59,15 @@ def test_the_edge_collapses_viewers_into_one_origin_request_per_part(tmp_path) -
     needs_stack()
     with live_stack(tmp_path, origins=1, edge=True) as stack:
         runs = {n: surge(stack, n) for n in (1, 100, 1000)}
+        crowd = runs[1000]
+        if (
+            crowd["latency"]["p95"] > runs[1]["latency"]["p95"] + LATENCY_MARGIN
+            and crowd["client"]["loop_lag"]["p95"] > CLIENT_LAG
+        ):
+            # The client itself was late (its event loop woke over 100 ms late at p95):
+            # that run measured this machine's spare CPU, not the edge. Measure again once.
+            print(f"\n1000 viewers again: the client lagged {crowd['client']['loop_lag']}")
+            runs[1000] = surge(stack, 1000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "edge-surge.json").write_text(json.dumps(runs, indent=2))
     single = runs[1]["latency"]["p95"]
