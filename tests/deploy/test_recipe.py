@@ -156,3 +156,23 @@ def test_the_vcl_compiles_with_debians_varnishd(origins: str, tmp_path) -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_cluster_command_refuses_what_a_cluster_cannot_run_on(settings) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    settings.REDIS_URL = ""
+    with pytest.raises(CommandError, match=r"DATABASE_URL \(PostgreSQL\).*REDIS_URL"):
+        call_command("cluster", "--origins", "3")
+
+
+def test_the_cluster_command_prints_the_process_list_it_would_run(capsys) -> None:
+    from django.core.management import call_command
+
+    call_command("cluster", "--print", "--origins", "3", "--ingest", "2", "--workers", "2",
+                 "--python", "python", "--rtmp", "0.0.0.0:1940")
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()
+             if line and not line.startswith("#")]
+    assert names == ["origin1", "origin2", "origin3", "ingest1", "ingest2", "worker1",
+                     "worker2", "beat", "edge"]
