@@ -161,7 +161,6 @@ def test_the_vcl_compiles_with_debians_varnishd(origins: str, tmp_path) -> None:
 def test_the_cluster_command_refuses_what_a_cluster_cannot_run_on(settings) -> None:
     from django.core.management import call_command
     from django.core.management.base import CommandError
-
     from django.db import connection
 
     settings.REDIS_URL = ""
