@@ -125,7 +125,7 @@
         if (live) play(src, mode);
         else goOffline();
       }, function () { recover(src, mode); });
-    }, delay);
+    }, delay * 1000);
   }
 
   // Retry-After (seconds) of the failed response, in ms; 0 when absent.
@@ -178,11 +178,16 @@
 
   function startPolling() {
     if (pollTimer) return;
-    pollTimer = setInterval(checkStatus, 2000);
+    // 1.5-2.5 s apart: a crowd waiting for a stream does not ask in lockstep.
+    pollTimer = setTimeout(function () {
+      pollTimer = null;
+      checkStatus();
+      startPolling();
+    }, 1500 + Math.random() * 1000);
   }
 
   function stopPolling() {
-    if (pollTimer) clearInterval(pollTimer);
+    if (pollTimer) clearTimeout(pollTimer);
     pollTimer = null;
   }
 

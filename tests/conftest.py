@@ -175,6 +175,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Broadcasts end when their publisher leaves, so tests need not wait out the reconnect
     # grace; the tests of the grace set their own (platform processes: embedded_env).
     settings.GOLIVE_RECONNECT_GRACE = 0
+    # Tests roll their transactions back, so the slot ledger's releases (after a commit)
+    # would never run: admissions take the quota row lock unless a test turns it on.
+    settings.GOLIVE_SLOT_LEDGER = False
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

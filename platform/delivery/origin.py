@@ -33,6 +33,7 @@ from ingest.hls.playlist import (
 from ingest.live_index import RenditionWindow
 
 from .live import BLOCK_TARGETS, SOURCE, live_index, stream_name
+from .load import LOAD
 
 M3U8 = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -85,6 +86,7 @@ def _checked(view):  # type: ignore[no-untyped-def]
 
 @require_GET
 async def multivariant(request: HttpRequest, slug: str) -> HttpResponse:
+    LOAD.count("master")
     session_id, variant = await _current_broadcast(slug)
     if session_id is None or variant is None:
         return _error(404, f"{slug} is not live", NOT_LIVE_CACHE)
@@ -152,10 +154,12 @@ async def media_playlist(
     request: HttpRequest, slug: str, session: int, rendition: str
 ) -> HttpResponse:
     started = time.perf_counter()
+    blocking = "_HLS_msn" in request.GET
+    LOAD.count("blocking_playlist" if blocking else "playlist")
     try:
         return await _media_playlist(request, session, rendition)
     finally:
-        timer = _BLOCKING_SECONDS if "_HLS_msn" in request.GET else _PLAIN_SECONDS
+        timer = _BLOCKING_SECONDS if blocking else _PLAIN_SECONDS
         timer.observe(time.perf_counter() - started)
 
 
@@ -182,7 +186,13 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
         if refusal:
             return _error(400, refusal)
         limit = BLOCK_TARGETS * window.target_duration
-        if not await index.wait_for_part(stream, rendition, msn, part, timeout=limit):
+        if not LOAD.hold():
+            return _busy()
+        try:
+            arrived = await index.wait_for_part(stream, rendition, msn, part, timeout=limit)
+        finally:
+            LOAD.release()
+        if not arrived:
             # The draft's answer to a request that cannot be satisfied in time; hls.js
             # retries the playlist after it.
             return _error(503, "that part did not arrive in time")
@@ -194,6 +204,14 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
         cache = BLOCKING_CACHE
     body = _rendered(stream, rendition, window, request.GET.get("ll") != "0", skip)
     return _response(body, M3U8, "public, max-age=5" if window.ended else cache)
+
+
+def _busy() -> HttpResponse:
+    """This process holds GOLIVE_ORIGIN_MAX_HELD requests already (delivery.load): try
+    again in a second, here or (through the edge) on another origin."""
+    response = _error(503, "this origin is busy: retry in a second", "public, max-age=1")
+    response["Retry-After"] = "1"
+    return response
 
 
 # Rendered playlists by window, per process: when a part lands, every request blocked on
@@ -275,6 +293,7 @@ def _playlist(window: RenditionWindow) -> MediaPlaylist:
 async def init_segment(
     request: HttpRequest, slug: str, session: int, rendition: str, version: int
 ) -> HttpResponse:
+    LOAD.count("init")
     data = await live_index().get_init(stream_name(session), rendition, version)
     if data is None:
         return _error(404, "no such init segment")
@@ -286,6 +305,7 @@ async def init_segment(
 async def part(
     request: HttpRequest, slug: str, session: int, rendition: str, msn: int, index: int
 ) -> HttpResponse:
+    LOAD.count("part")
     live = live_index()
     stream = stream_name(session)
     data = await live.get_part(stream, rendition, msn, index)
@@ -294,8 +314,15 @@ async def part(
         # it does (at most a few parts' time), as the draft asks of a server.
         window = await live.snapshot(stream, rendition)
         hinted = window is not None and window.next_msn == msn and index <= len(window.parts) + 1
-        if hinted and await live.wait_for_part(stream, rendition, msn, index, timeout=3.0):
-            data = await live.get_part(stream, rendition, msn, index)
+        if hinted:
+            if not LOAD.hold():
+                return _busy()
+            try:
+                arrived = await live.wait_for_part(stream, rendition, msn, index, timeout=3.0)
+            finally:
+                LOAD.release()
+            if arrived:
+                data = await live.get_part(stream, rendition, msn, index)
     if data is None:
         return _error(404, "no such part", "public, max-age=1")
     return _response(data, "video/mp4", IMMUTABLE)
@@ -306,6 +333,7 @@ async def part(
 async def segment(
     request: HttpRequest, slug: str, session: int, rendition: str, msn: int
 ) -> HttpResponse:
+    LOAD.count("segment")
     data = await live_index().get_segment(stream_name(session), rendition, msn)
     if data is None:
         return _error(404, "no such segment", "public, max-age=1")

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "chat",
     "viewers",
     "dashboard",
+    "surge",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,12 @@ GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2)
 GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0)
 # After ops force-stop a stream, its channel may not go live again for this many seconds.
 GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300)
+# With Redis, admissions are decided in the Redis slot ledger (quotas.slots); 0 decides
+# every admission under the quota row lock instead.
+GOLIVE_SLOT_LEDGER = env_bool("GOLIVE_SLOT_LEDGER", True)
+# Requests one origin process holds at most (blocking playlist reloads, preload-hinted parts);
+# past it new ones are answered 503 + Retry-After at once. ~21 KiB each, no thread.
+GOLIVE_ORIGIN_MAX_HELD = env_int("GOLIVE_ORIGIN_MAX_HELD", 5000)
 # Days a past broadcast stays watchable (its VOD and segments); 0 keeps them for good.
 GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30)
 # The bearer token a Prometheus scraper sends to /metrics from another machine
@@ -259,6 +266,24 @@ GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
 # Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
 # "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
 GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")
+
+# --- HTTPS ------------------------------------------------------------------------------
+# TLS terminates in front of the edge (a load balancer, or hitch beside Varnish), which
+# passes X-Forwarded-Proto on; the processes behind it speak plain HTTP. GOLIVE_HTTPS=1
+# (production) turns on what `manage.py check --deploy` asks for: HSTS, the redirect to
+# HTTPS and secure cookies. The public, cookie-less LL-HLS URLs, /healthz and /metrics are
+# never redirected: an edge must not cache a redirect, and probes and scrapers inside the
+# cluster speak HTTP.
+GOLIVE_HTTPS = env_bool("GOLIVE_HTTPS", False)
+if GOLIVE_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$", r"^live/", r"^media/", r"^static/"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
 
 # --- Auth, API -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -305,6 +330,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DealStatusEnum": "deals.models.Deal.Status",
         "PayoutStatusEnum": "deals.models.Payout.Status",
+        # Three models name a choice field "kind": named apart so `check --deploy`
+        # (which builds the schema) has no collision to warn about.
+        "DealKindEnum": "deals.models.Deal.KIND_CHOICES",
+        "PayoutKindEnum": "deals.models.Payout.Kind",
     },
 }
 

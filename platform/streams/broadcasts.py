@@ -27,7 +27,7 @@ from ingest.gatekeeper import (
     StreamDescription,
 )
 from ingest.health import StreamHealth
-from quotas import tally
+from quotas import slots, tally
 from quotas.actions import get_quota
 from quotas.models import QUOTA_ROW_ID, ServerQuota, SlotLease
 
@@ -98,6 +98,12 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
     waiting = LiveSession.objects.filter(
         channel=channel, ended_at__isnull=True, disconnected_at__isnull=False
     ).exists()
+    ledger = slots.ledger()
+    if not waiting and ledger is not None:
+        try:
+            return _admit_by_ledger(request, channel, quota, ledger)
+        except slots.LedgerUnavailable as error:
+            log.warning("slot ledger unavailable, deciding under the quota lock: %s", error)
     if not waiting:
         # Plainly full: refused without queueing for the lock. A stale count can only
         # refuse a publish that came a moment too early; admissions are decided under
@@ -127,10 +133,50 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
                 expires_at=timezone.now() + lease_ttl(),
             )
             tally.count(tally.Result.ADMITTED, "" if transcoded else "source_only")
+            if ledger is not None:
+                transaction.on_commit(lambda: ledger.note(channel.pk, transcoded))
     except IntegrityError:
         return already_live()
     log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session.pk)
     return Grant(session.pk, channel.slug, channel.is_partner, transcoded)
+
+
+def _admit_by_ledger(
+    request: PublishRequest, channel: Channel, quota: ServerQuota, ledger: slots.SlotLedger
+) -> Grant | Refusal:
+    """The cluster's admission: the slot decided atomically in Redis (quotas.slots), then
+    the session and its lease written without the quota row lock. Raises
+    LedgerUnavailable when Redis cannot be reached (the caller takes the lock instead)."""
+    claim = ledger.claim(
+        channel.pk, max_streams=quota.max_streams,
+        open_to_all=quota.max_streams - quota.partner_reserve, partner=channel.is_partner,
+        max_transcodes=quota.max_transcodes,
+    )
+    if claim.outcome == "exists":
+        return already_live()
+    if claim.outcome == "capacity":
+        return _full(claim.held, claim.held - quota.max_streams + 1)
+    if claim.outcome == "partner_reserve":
+        return _partner_only(quota, claim.held - (quota.max_streams - quota.partner_reserve) + 1)
+    try:
+        with transaction.atomic():
+            session = LiveSession.objects.create(
+                channel=channel, ingest_node=request.node, transcoded=claim.transcoded
+            )
+            SlotLease.objects.create(
+                session=session, node=request.node, partner=channel.is_partner,
+                expires_at=timezone.now() + lease_ttl(),
+            )
+    except IntegrityError:
+        ledger.release([channel.pk])
+        return already_live()
+    except BaseException:
+        ledger.release([channel.pk])
+        raise
+    # Outside the transaction: the hour's tally row is one row every admission updates.
+    tally.count(tally.Result.ADMITTED, "" if claim.transcoded else "source_only")
+    log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session.pk)
+    return Grant(session.pk, channel.slug, channel.is_partner, claim.transcoded)
 
 
 def reconnect_grace() -> timedelta:
@@ -175,23 +221,31 @@ def _check_capacity(channel: Channel, quota: ServerQuota) -> Refusal | None:
         return already_live()
     leases = SlotLease.objects.count()
     if leases >= quota.max_streams:
-        wait = estimate_wait(leases - quota.max_streams + 1)
-        return Refusal(
-            RefusalCode.REJECTED, "capacity",
-            f"golive is at capacity ({leases} stream{'s' if leases != 1 else ''} live)."
-            f" {_retry_sentence(wait)}",
-            retry_after=wait or RETRY_UNKNOWN_SECONDS,
-        )
+        return _full(leases, leases - quota.max_streams + 1)
     open_to_all = quota.max_streams - quota.partner_reserve
     if not channel.is_partner and leases >= open_to_all:
-        wait = estimate_wait(leases - open_to_all + 1)
-        return Refusal(
-            RefusalCode.REJECTED, "partner_reserve",
-            f"golive is at capacity: the last {quota.partner_reserve} slots are kept for"
-            f" partner channels. {_retry_sentence(wait)}",
-            retry_after=wait or RETRY_UNKNOWN_SECONDS,
-        )
+        return _partner_only(quota, leases - open_to_all + 1)
     return None
+
+
+def _full(live: int, needed: int) -> Refusal:
+    wait = estimate_wait(needed)
+    return Refusal(
+        RefusalCode.REJECTED, "capacity",
+        f"golive is at capacity ({live} stream{'s' if live != 1 else ''} live)."
+        f" {_retry_sentence(wait)}",
+        retry_after=wait or RETRY_UNKNOWN_SECONDS,
+    )
+
+
+def _partner_only(quota: ServerQuota, needed: int) -> Refusal:
+    wait = estimate_wait(needed)
+    return Refusal(
+        RefusalCode.REJECTED, "partner_reserve",
+        f"golive is at capacity: the last {quota.partner_reserve} slots are kept for"
+        f" partner channels. {_retry_sentence(wait)}",
+        retry_after=wait or RETRY_UNKNOWN_SECONDS,
+    )
 
 
 def estimate_wait(needed: int, now: datetime | None = None) -> int | None:
@@ -230,6 +284,7 @@ def _close(session: LiveSession, *, at: datetime, reason: str | None = None) -> 
         fields.append("end_reason")
     session.save(update_fields=fields)
     SlotLease.objects.filter(session=session).delete()
+    slots.release_channels([session.channel_id])
 
 
 # Figures that add up over the connections of a session.
@@ -302,6 +357,7 @@ def end_broadcast(
             leases.update(expires_at=now + reconnect_grace() + lease_ttl())
         else:
             leases.delete()
+            slots.release_sessions([session_id])
     if changed:
         state = "disconnected" if grace else "ended"
         log.info("session %d %s: %s", session_id, state, reason.value)
@@ -350,6 +406,7 @@ def end_orphaned_sessions(node: str) -> int:
         ids = list(open_sessions.values_list("pk", flat=True))
         count = _close_lost(open_sessions, at=timezone.now())
         SlotLease.objects.filter(session_id__in=ids).delete()
+        slots.release_sessions(ids)
     if count:
         log.warning("closed %d session(s) left open by a previous run of %s", count, node)
     return count
@@ -370,6 +427,7 @@ def reap_expired_leases(now: datetime | None = None, limit: int = 500) -> int:
         ids = [lease.session_id for lease in expired]
         _close_lost(LiveSession.objects.filter(pk__in=ids, ended_at__isnull=True), at=now)
         SlotLease.objects.filter(session_id__in=ids).delete()
+        slots.release_sessions(ids)
         if expired:
             tally.count(tally.Result.LEASE_EXPIRED, n=len(expired))
     for lease in expired:
@@ -395,11 +453,22 @@ def rebalance_transcodes() -> int:
         free = quota.max_transcodes - live.filter(transcoded=True).count()
         if free <= 0:
             return 0
-        ids = list(
+        candidates = list(
             live.filter(transcoded=False, disconnected_at__isnull=True)
             .order_by("started_at")
-            .values_list("pk", flat=True)[:free]
+            .values_list("pk", "channel_id")[:free]
         )
+        ledger = slots.ledger()
+        if ledger is not None:
+            # Admissions take transcode slots in Redis without this lock: claim there too.
+            try:
+                candidates = [
+                    (pk, channel) for pk, channel in candidates
+                    if ledger.claim_transcode(channel, quota.max_transcodes)
+                ]
+            except slots.LedgerUnavailable:
+                return 0
+        ids = [pk for pk, _ in candidates]
         LiveSession.objects.filter(pk__in=ids).update(transcoded=True)
     if ids:
         log.info("upgraded %d source-only stream(s) to the quality ladder", len(ids))

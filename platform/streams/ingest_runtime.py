@@ -12,6 +12,7 @@ from ingest.cmaf.sink import ReconnectGrace
 from ingest.gatekeeper import EndReason
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
+from quotas import slots
 
 from . import broadcasts
 from .gatekeeper import PlatformGatekeeper
@@ -35,7 +36,8 @@ class PlatformIngest(IngestServer):
     this node's live sessions the platform has ended (a force stop, a lease another node
     reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
     lapsed leases (of any node: that is how a dead node's streams end) and upgrades
-    source-only streams when transcode slots are free. Stopping also ends the broadcasts
+    source-only streams when transcode slots are free, and reconciles the Redis slot ledger
+    with the leases (quotas.slots). Stopping also ends the broadcasts
     still waiting for their streamer.
     """
 
@@ -50,6 +52,9 @@ class PlatformIngest(IngestServer):
     _thumbnails: asyncio.Task[None] | None = None
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
+        # The slot ledger from the leases before the first publish: claims a crashed run
+        # left behind are dropped now, not at the first housekeeping.
+        await self.platform.workers.wrap(slots.reconcile)()
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -74,6 +79,7 @@ class PlatformIngest(IngestServer):
         ended_among = workers.wrap(broadcasts.ended_among)
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
+        reconcile = workers.wrap(slots.reconcile)
         tick = 0
         while True:
             await asyncio.sleep(self.STOP_CHECK)
@@ -85,6 +91,7 @@ class PlatformIngest(IngestServer):
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
+                    await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
 

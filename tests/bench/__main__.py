@@ -18,6 +18,10 @@ BENCHMARKS = {
         "tests.bench.bench_chat",
         "chat fan-out per process: golive's pub/sub + queues vs channels_redis groups",
     ),
+    "surge": (
+        "tests.bench.bench_surge",
+        "viewers through the edge vs straight to the origin; publishers vs the quota",
+    ),
 }
 
 

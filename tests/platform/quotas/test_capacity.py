@@ -339,3 +339,70 @@ def test_the_capacity_chart_renders_in_headless_chromium(olga, live_server) -> N
     assert sum(near(pixel, LIVE_BLUE) for pixel in found) > 300
     assert sum(near(pixel, QUOTA_RED) for pixel in found) > 300
     assert (ARTIFACTS / "capacity-page.png").stat().st_size > 30_000
+
+
+def test_the_page_shows_every_origins_load_beside_streams_and_quota(olga, client, settings):
+    import re
+    import time as clock
+
+    import redis
+
+    from delivery.load import REPORT_PREFIX
+
+    settings.REDIS_URL = "redis://127.0.0.1:6379/13"
+    try:
+        server = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
+        server.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"Redis is needed: {error}")
+    names = [f"{REPORT_PREFIX}test-origin-{n}:1" for n in (1, 2)]
+    for number, name in enumerate(names, 1):
+        server.hset(name, mapping={"held": 100 * number, "limit": 5000, "rps": 7.5 * number,
+                                   "shed_rps": 2 if number == 2 else 0, "at": clock.time()})
+        server.expire(name, 10)
+    try:
+        client.force_login(olga)
+        page = client.get("/admin/capacity/").content.decode()
+    finally:
+        server.delete(*names)
+    text = re.sub(r"\s+", " ", page)
+    assert "2 origin processes, 300 held requests, 22.5 requests/s" in text
+    assert "test-origin-2:1" in text
+    assert "2.0 shed/s" in text
+
+
+def test_the_page_shows_viewers_per_live_stream_and_in_all(olga, client, alice, bob):
+    import asyncio
+    import re
+
+    from streams.models import LiveSession
+    from viewers.counter import reset_for_tests, viewer_counts
+
+    LiveSession.objects.create(channel=alice.channel, ingest_node="ingest-a")
+    LiveSession.objects.create(channel=bob.channel, ingest_node="ingest-a")
+    counts = viewer_counts()
+
+    tabs = [(alice.channel.slug, f"tab-{c * 8}") for c in "abc"] + [
+        (bob.channel.slug, "tab-dddddddd")
+    ]
+
+    async def watch() -> None:
+        for slug, tab in tabs:
+            await counts.beat(slug, tab)
+
+    async def leave() -> None:  # with Redis the beats outlive the test: take them back
+        for slug, tab in tabs:
+            await counts.leave(slug, tab)
+
+    try:
+        asyncio.run(watch())
+        client.force_login(olga)
+        text = re.sub(r"\s+", " ", client.get("/admin/capacity/").content.decode())
+    finally:
+        asyncio.run(leave())
+        reset_for_tests()
+    assert "4 viewers" in text
+    rows = re.findall(r'<tr class="[^"]*" data-session="\d+">(.*?)</tr>', text)
+    assert [re.findall(r'<td class="number">(\d+)</td>$', row.strip()) for row in rows] == [
+        ["3"], ["1"]
+    ]

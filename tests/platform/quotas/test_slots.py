@@ -1,0 +1,198 @@
+"""The Redis slot ledger (quotas.slots): exact counts under concurrency, the partner
+reserve, transcode slots, release, reconciliation with the database, and admission
+through it, falling back to the quota row lock when Redis is away."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal, StreamDescription
+from ingest.health import StreamHealth
+from quotas import slots
+from quotas.actions import set_quota
+from quotas.models import QuotaChange, SlotLease
+from streams import broadcasts
+from streams.models import LiveSession
+from tests.conftest import REQUIRE_SERVICES, make_streamer
+
+REDIS = "redis://127.0.0.1:6379/13"
+PREFIX = "golive-test:slots:"
+
+
+@pytest.fixture
+def ledger(db: None) -> Any:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        if REQUIRE_SERVICES:
+            raise
+        pytest.skip(f"Redis is needed: {error}")
+    ledger = slots.SlotLedger(REDIS, prefix=PREFIX)
+    ledger.clear()
+    ledger.reconcile()
+    yield ledger
+    ledger.clear()
+
+
+def claim(ledger: slots.SlotLedger, channel: int, *, max_streams: int = 10, reserve: int = 0,
+          partner: bool = False, transcodes: int = 0) -> slots.Claim:
+    return ledger.claim(channel, max_streams=max_streams, open_to_all=max_streams - reserve,
+                        partner=partner, max_transcodes=transcodes)
+
+
+def test_two_hundred_concurrent_claims_admit_exactly_the_quota(ledger) -> None:
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def worker(channels: range) -> None:
+        for channel in channels:
+            result = claim(ledger, channel, max_streams=50)
+            with lock:
+                outcomes[result.outcome] += 1
+
+    threads = [threading.Thread(target=worker, args=(range(i, 200, 20),)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"admitted": 50, "capacity": 150}
+    assert ledger.counts() == (50, 0)
+
+
+def test_partners_may_use_the_reserve_and_others_stop_before_it(ledger) -> None:
+    assert [claim(ledger, c, reserve=2).outcome for c in range(9)] == ["admitted"] * 8 + [
+        "partner_reserve"
+    ]
+    assert claim(ledger, 100, reserve=2, partner=True).outcome == "admitted"
+    assert claim(ledger, 101, reserve=2, partner=True).outcome == "admitted"
+    refused = claim(ledger, 102, reserve=2, partner=True)
+    assert (refused.outcome, refused.held) == ("capacity", 10)
+
+
+def test_the_first_claims_get_transcode_slots_and_a_live_channel_is_not_claimed_twice(
+    ledger,
+) -> None:
+    assert [claim(ledger, c, transcodes=2).transcoded for c in range(4)] == [
+        True, True, False, False
+    ]
+    assert claim(ledger, 0, transcodes=2).outcome == "exists"
+    ledger.release([0])
+    assert ledger.counts() == (3, 1)
+    assert claim(ledger, 0, transcodes=2).transcoded
+
+
+def test_reconciling_adds_every_lease_and_drops_claims_no_lease_confirmed(
+    ledger, monkeypatch, alice
+) -> None:
+    grant = broadcasts.start_broadcast(PublishRequest("live", alice.key, "198.51.100.7", "a"))
+    assert isinstance(grant, Grant)  # through the lock: no ledger configured
+    assert claim(ledger, 999_999).outcome == "admitted"  # its node dies before the lease
+    assert ledger.reconcile() == 0  # recent: it may still be being written
+    assert ledger.counts() == (2, 1)  # alice's stream is transcoded
+    time.sleep(0.01)
+    monkeypatch.setattr(slots, "MARGIN", 0.0)
+    assert ledger.reconcile() == 1
+    assert ledger.counts() == (1, 1)  # alice's lease is what is left
+    assert claim(ledger, alice.channel.pk).outcome == "exists"
+
+
+def test_a_ledger_that_redis_lost_is_rebuilt_from_the_leases_before_deciding(
+    ledger, alice
+) -> None:
+    grant = broadcasts.start_broadcast(PublishRequest("live", alice.key, "198.51.100.7", "a"))
+    assert isinstance(grant, Grant)
+    ledger.clear()  # a Redis restart
+    assert claim(ledger, 12345, max_streams=1).outcome == "capacity"
+    assert ledger.counts()[0] == 1
+
+
+# -- admission through the ledger ------------------------------------------------------
+
+NOTHING, HEALTH = StreamDescription(), StreamHealth()
+
+
+@pytest.fixture
+def cluster(transactional_db: None, settings: Any) -> Any:
+    """start_broadcast with the ledger (REDIS_URL set), as an ingest node runs it."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        if REQUIRE_SERVICES:
+            raise
+        pytest.skip(f"Redis is needed: {error}")
+    settings.REDIS_URL = REDIS
+    settings.GOLIVE_SLOT_LEDGER = True
+    slots._ledger.cache_clear()
+    ledger = slots.ledger()
+    assert ledger is not None
+    ledger.clear()
+    yield ledger
+    ledger.clear()
+    slots._ledger.cache_clear()
+
+
+def publish(key: str) -> Grant | Refusal:
+    return broadcasts.start_broadcast(PublishRequest("live", key, "198.51.100.7", "ingest-a"))
+
+
+def test_admission_through_the_ledger_stops_at_the_quota_and_an_end_frees_a_slot(
+    cluster,
+) -> None:
+    set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", max_streams=3,
+              max_transcodes=1)
+    keys = [make_streamer(f"racer{i}").key for i in range(5)]
+    results = [publish(key) for key in keys]
+    grants = [r for r in results if isinstance(r, Grant)]
+    refusals = [r for r in results if isinstance(r, Refusal)]
+    assert len(grants) == 3
+    assert [g.transcode for g in grants] == [True, False, False]
+    assert {r.reason for r in refusals} == {"capacity"}
+    assert all(r.retry_after and "golive is at capacity (3 streams live)" in r.description
+               for r in refusals)
+    assert SlotLease.objects.count() == 3 == cluster.counts()[0]
+    # A refused channel goes live once a stream ends (the release follows the commit).
+    broadcasts.end_broadcast(grants[0].session_id, EndReason.PUBLISHER_STOPPED, NOTHING, HEALTH)
+    assert cluster.counts()[0] == 2
+    assert isinstance(publish(keys[3]), Grant)
+    assert LiveSession.objects.filter(ended_at__isnull=True).count() == 3
+
+
+def test_a_second_encoder_on_a_live_channel_is_refused_through_the_ledger(cluster) -> None:
+    key = make_streamer("alice").key
+    assert isinstance(publish(key), Grant)
+    refusal = publish(key)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reason == "already_live"
+
+
+def test_with_redis_away_admission_takes_the_quota_lock_and_stays_exact(
+    transactional_db: None, settings: Any
+) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens there
+    settings.GOLIVE_SLOT_LEDGER = True
+    slots._ledger.cache_clear()
+    try:
+        set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", max_streams=2)
+        results = [publish(make_streamer(f"racer{i}").key) for i in range(3)]
+        assert [isinstance(r, Grant) for r in results] == [True, True, False]
+        assert SlotLease.objects.count() == 2
+    finally:
+        slots._ledger.cache_clear()
+
+
+def test_lapsed_leases_reaped_free_their_ledger_slots(cluster, settings) -> None:
+    grant = publish(make_streamer("alice").key)
+    assert isinstance(grant, Grant)
+    SlotLease.objects.update(expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    assert broadcasts.reap_expired_leases() == 1
+    assert cluster.counts() == (0, 0)
