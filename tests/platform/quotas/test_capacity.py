@@ -388,11 +388,11 @@ def test_the_page_shows_viewers_per_live_stream_and_in_all(olga, client, alice, 
 
     async def watch() -> None:
         for slug, tab in tabs:
-            await counts.beat(slug, tab)
+            await counts.beat(slug, tab, "203.0.113.7")
 
     async def leave() -> None:  # with Redis the beats outlive the test: take them back
         for slug, tab in tabs:
-            await counts.leave(slug, tab)
+            await counts.leave(slug, tab, "203.0.113.7")
 
     try:
         asyncio.run(watch())
