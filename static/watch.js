@@ -125,7 +125,7 @@
         if (live) play(src, mode);
         else goOffline();
       }, function () { recover(src, mode); });
-    }, delay * 1000);
+    }, delay);
   }
 
   // Retry-After (seconds) of the failed response, in ms; 0 when absent.
