@@ -115,6 +115,21 @@ def _person(actor: Any, doing: str, error: type[DealError] = PayoutError) -> tup
     return user, name
 
 
+# What each money step asks of the person, beyond the change permission the admin pages
+# already ask for (superusers have every permission).
+SIGN, APPROVE, PAY = "deals.sign_deal", "deals.approve_payout", "deals.pay_payout"
+_STEP_NAMES = {SIGN: "sign deal terms", APPROVE: "approve or void payouts",
+               PAY: "mark payouts paid or recovered"}
+
+
+def _require(user: Any, permission: str, error: type[DealError] = PayoutError) -> None:
+    """Raises ``error`` unless ``user`` holds ``permission``; called inside the refusal
+    context, so the attempt is in the audit trail."""
+    if not user.has_perm(permission):
+        raise error(f"{user.get_username()} may not {_STEP_NAMES[permission]}: "
+                    f"that permission is given in admin (group or user)")
+
+
 # --- Terms --------------------------------------------------------------------------------
 
 
@@ -524,6 +539,7 @@ def sign_deal(deal: Deal, *, actor: Any, now: datetime | None = None) -> Deal:
     now = now or timezone.now()
     user, name = _person(actor, "a deal is signed", DealError)
     with _deal_refusals(deal, user, name, DealStatus.ACTIVE, Action.SIGNED), transaction.atomic():
+        _require(user, SIGN, DealError)
         Streamer.objects.select_for_update().filter(pk=deal.streamer_id).get()
         locked = Deal.objects.select_for_update().get(pk=deal.pk)
         pending = locked.pending_version()
@@ -849,6 +865,7 @@ def approve_payout(payout: Payout, *, actor: Any, now: datetime | None = None) -
     now = now or timezone.now()
     user, name = _person(actor, "a payout is approved")
     with _payout_refusals(payout, user, name, Status.APPROVED), transaction.atomic():
+        _require(user, APPROVE)
         payout = _lock(payout)
         if payout.status == Status.APPROVED:
             payout.changed = False
@@ -904,6 +921,7 @@ def mark_paid(
         raise PayoutError("a payment reference is at most 200 characters")
     user, name = _person(actor, "a payout is marked paid")
     with _payout_refusals(payout, user, name, Status.PAID), transaction.atomic():
+        _require(user, PAY)
         payout = _lock(payout)
         if payout.status == Status.PAID and payout.payment_reference == reference:
             payout.changed = False
@@ -941,6 +959,7 @@ def void_payout(
         raise PayoutError("say why the payout is voided (a reason is required)")
     user, name = _person(actor, "a payout is voided")
     with _payout_refusals(payout, user, name, Status.VOID), transaction.atomic():
+        _require(user, APPROVE)
         payout = _lock(payout)
         if payout.status == Status.VOID:
             payout.changed = False

@@ -603,6 +603,7 @@ class DealAdmin(admin.ModelAdmin):
             "warnings": checked.warnings,
             "errors": list(checked.errors.values()),
             "is_author": request.user.pk in actions.authors(pending),
+            "may_sign": request.user.has_perm(actions.SIGN),
         })
 
     def withdraw_view(self, request: HttpRequest, pk: int) -> HttpResponse:
@@ -749,19 +750,27 @@ class PayoutAdmin(admin.ModelAdmin):
         alone = actions._alone_allowed(payout)
         context: dict[str, Any] = {"payout": payout, "amount_text": payout.amount_display,
                                    "may_change": self.has_change_permission(request, payout)}
+        may_approve, may_pay = user.has_perm(actions.APPROVE), user.has_perm(actions.PAY)
         if status == Payout.Status.DRAFT:
-            context["can_approve"] = payout.computed_by_id != user.pk or alone
-            if not context["can_approve"]:
+            context["can_approve"] = may_approve and (payout.computed_by_id != user.pk or alone)
+            if not may_approve:
+                context["approve_hint"] = (
+                    "Approving needs the “approve or void payouts” permission."
+                )
+            elif not context["can_approve"]:
                 context["approve_hint"] = (
                     "You computed this payout: another admin must approve it."
                 )
         if status == Payout.Status.APPROVED:
-            context["can_pay"] = payout.approved_by_id != user.pk or alone
-            if not context["can_pay"]:
+            context["can_pay"] = may_pay and (payout.approved_by_id != user.pk or alone)
+            if not may_pay:
+                context["pay_hint"] = "Marking paid needs the “mark payouts paid” permission."
+            elif not context["can_pay"]:
                 context["pay_hint"] = (
                     "You approved this payout: another admin must mark it paid."
                 )
-        context["can_void"] = status in (Payout.Status.DRAFT, Payout.Status.APPROVED)
+        context["can_void"] = may_approve and status in (Payout.Status.DRAFT,
+                                                         Payout.Status.APPROVED)
         context["can_correct"] = status == Payout.Status.PAID and kind == Payout.Kind.REGULAR
         context["can_recompute"] = kind == Payout.Kind.REGULAR and status in (
             Payout.Status.DRAFT, Payout.Status.VOID

@@ -101,6 +101,9 @@ class Deal(models.Model):
 
     class Meta:
         ordering = ["-starts_on", "-id"]
+        # Steps that move money are permissions of their own, beyond changing a row: finance
+        # gives them to the people whose job they are (the groups in migration 0005).
+        permissions = [("sign_deal", "Can sign deal terms")]
         constraints = [
             # A deal terminated before its start keeps the day it was terminated as its
             # end: an empty term, before its start, which owes nothing.
@@ -395,6 +398,10 @@ class Payout(models.Model):
 
     class Meta:
         ordering = ["-period_start", "deal_id", "id"]
+        permissions = [
+            ("approve_payout", "Can approve or void payouts"),
+            ("pay_payout", "Can mark payouts paid or recovered"),
+        ]
         constraints = [
             # However many admins, workers and cron jobs compute at once: one row.
             models.UniqueConstraint(
