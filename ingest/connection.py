@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, auto
 from typing import NoReturn, cast
 
-from ingest.codecs import CodecConfigError, parse_audio_config, parse_video_config
 from ingest.gatekeeper import (
     EndReason,
     Gatekeeper,
@@ -66,6 +65,7 @@ from ingest.protocol.flv import LEGACY_AAC_HEADER_SIZE, LEGACY_VIDEO_HEADER_SIZE
 from ingest.protocol.handshake import ServerHandshake
 from ingest.sink import MediaPacket, MediaSink, SinkFactory, TrackKind
 from ingest.throttle import FailedKeyThrottle
+from transcoder.codecs import CodecConfigError, parse_audio_config, parse_video_config
 
 log = logging.getLogger(__name__)
 

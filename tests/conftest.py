@@ -243,3 +243,33 @@ def s3_server() -> Any:
 
 # The ingest harness (an IngestServer on its own loop thread) serves every test folder.
 from tests.ingest.harness import loop_thread, start_ingest  # noqa: E402, F401
+
+# The 720p30 H.264/AAC source the packager and packaging tests share, and its packaged
+# output (built on first use; PyAV is imported only then).
+# Two and a half GOPs: two whole 2 s segments and a 1 s one cut by the end of the publish.
+CLIP_SECONDS = 5
+
+
+@pytest.fixture(scope="session")
+def source_flv() -> bytes:
+    from tests.transcoder.cmaf.media import encode_flv_cli
+
+    return encode_flv_cli(CLIP_SECONDS)
+
+
+@pytest.fixture(scope="session")
+def clip(source_flv: bytes) -> Any:
+    from tests.transcoder.cmaf.media import demux_flv
+
+    return demux_flv(source_flv)
+
+
+@pytest.fixture(scope="session")
+def packaged(clip: Any) -> Any:
+    """The clip through a packager with default settings (do not modify)."""
+    from tests.transcoder.cmaf.media import Collector, feed
+    from transcoder.cmaf import Packager
+
+    output = Collector()
+    feed(Packager(output), clip)
+    return output

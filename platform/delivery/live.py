@@ -7,7 +7,7 @@ import threading
 
 from django.conf import settings
 
-from ingest.live_index import LiveIndex, open_live_index
+from transcoder.live_index import LiveIndex, open_live_index
 
 from .segment_store import SegmentStore
 

@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import Histogram
 
-from ingest.hls.playlist import (
+from transcoder.hls.playlist import (
     MediaPlaylist,
     Part,
     Segment,
@@ -30,7 +30,7 @@ from ingest.hls.playlist import (
     render_media_playlist,
     render_multivariant,
 )
-from ingest.live_index import RenditionWindow
+from transcoder.live_index import RenditionWindow
 
 from .live import BLOCK_TARGETS, SOURCE, live_index, stream_name
 from .load import LOAD

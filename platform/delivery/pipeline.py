@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from ingest.cmaf.packager import InitInfo, PackagerOutput, PartInfo, SegmentInfo
 from ingest.gatekeeper import Grant
-from ingest.hls.playlist import MediaPlaylist, Segment, render_media_playlist, target_duration_for
-from ingest.live_index import LiveIndex, PartRef, SegmentRef
+from transcoder.cmaf.packager import InitInfo, PackagerOutput, PartInfo, SegmentInfo
+from transcoder.hls.playlist import (
+    MediaPlaylist,
+    Segment,
+    render_media_playlist,
+    target_duration_for,
+)
+from transcoder.live_index import LiveIndex, PartRef, SegmentRef
 
 from .live import (
     PART_TARGET,

@@ -8,8 +8,8 @@ import os
 
 from django.conf import settings
 
-from ingest.cmaf.sink import ReconnectGrace
 from ingest.gatekeeper import EndReason
+from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
 from quotas import slots
@@ -106,8 +106,8 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
     if sink_factory is None:
         from delivery.live import PART_TARGET, target_duration
         from delivery.pipeline import make_delivery_output
-        from ingest.cmaf.packager import PackagerSettings
-        from ingest.cmaf.sink import packager_sink_factory
+        from ingest.packaging import packager_sink_factory
+        from transcoder.cmaf.packager import PackagerSettings
 
         if settings.GOLIVE_RECONNECT_GRACE > 0:
             grace = ReconnectGrace(settings.GOLIVE_RECONNECT_GRACE, gatekeeper.conclude)

@@ -56,8 +56,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from ingest.live_index import LiveIndex, PartRef, SegmentRef
-from ingest.live_index.redis_index import RedisLiveIndex
 from ingest.runner import run
 from tests.bench.clients import KeepAliveClient, Response, close_all, connect, connect_one
 from tests.bench.processes import (
@@ -74,6 +72,8 @@ from tests.bench.processes import (
     wait_listening,
 )
 from tests.bench.sample import QUIET, Sample, encode_sample
+from transcoder.live_index import LiveIndex, PartRef, SegmentRef
+from transcoder.live_index.redis_index import RedisLiveIndex
 
 ROOT = Path(__file__).resolve().parents[2]
 MEASUREMENTS = ("latency", "wake", "hold")

@@ -17,9 +17,9 @@ import requests
 
 from tests.conftest import REQUIRE_SERVICES, create_bucket, free_port
 from tests.ingest.clients import ffmpeg_publish, played_video_frames
-from tests.ingest.hls.checker import check_media_playlist
 from tests.platform.delivery.browser import watch
 from tests.platform.golive.test_up import ROOT, stop, wait_until_serving
+from tests.transcoder.hls.checker import check_media_playlist
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

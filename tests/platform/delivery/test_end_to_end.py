@@ -15,9 +15,9 @@ import requests
 
 from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
-from tests.ingest.hls.checker import check_media_playlist
 from tests.platform.delivery.browser import watch
 from tests.platform.golive.test_up import start, stop
+from tests.transcoder.hls.checker import check_media_playlist
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ingest.live_index import PartRef
+from transcoder.live_index import PartRef
 
 SESSION = 987_001
 STREAM = f"s{SESSION}"  # delivery.live.stream_name

@@ -8,8 +8,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from ingest.live_index import PartRef
 from tests.platform.delivery.test_origin_asgi import PLAYLIST, SESSION, STREAM, Exchange, index
+from transcoder.live_index import PartRef
 
 __all__ = ["index"]  # the fixture, shared with the ASGI tests
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from delivery import origin
-from ingest.live_index import PartRef, SegmentRef
-from ingest.live_index.model import RenditionWindow
+from transcoder.live_index import PartRef, SegmentRef
+from transcoder.live_index.model import RenditionWindow
 
 
 def window(version: int, parts: int = 2) -> RenditionWindow:

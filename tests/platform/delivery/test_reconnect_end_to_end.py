@@ -16,9 +16,9 @@ import requests
 
 from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish, played_video_frames
-from tests.ingest.cmaf.media import decode
-from tests.ingest.hls.checker import ParsedPlaylist, check_media_playlist
 from tests.platform.golive.test_up import start, stop
+from tests.transcoder.cmaf.media import decode
+from tests.transcoder.hls.checker import ParsedPlaylist, check_media_playlist
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingest.cmaf import packager_sink_factory
-from ingest.cmaf.sink import ReconnectGrace
 from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal, StreamDescription
 from ingest.health import StreamHealth
+from ingest.packaging import ReconnectGrace, packager_sink_factory
 from ingest.server import IngestConfig
 from quotas.actions import set_quota
 from quotas.models import QuotaChange
@@ -21,7 +20,7 @@ from streams.gatekeeper import PlatformGatekeeper
 from streams.models import LiveSession
 from tests.conftest import make_streamer
 from tests.ingest.clients import ffmpeg_publish
-from tests.ingest.cmaf.media import Collector
+from tests.transcoder.cmaf.media import Collector
 
 DESCRIPTION = StreamDescription("avc1.64001f", "mp4a.40.2", 1280, 720, 30.0)
 

@@ -8,8 +8,6 @@ import asyncio
 
 import pytest
 
-from ingest.hls.playlist import MediaPlaylist as Rendered
-from ingest.hls.playlist import Part, Segment, render_media_playlist
 from surge import publishers
 from surge.http import open_connection
 from surge.playlist import parse_media, parse_multivariant
@@ -17,6 +15,8 @@ from surge.report import percentiles
 from surge.run import ViewerRun
 from surge.shapes import schedule
 from surge.viewers import Target
+from transcoder.hls.playlist import MediaPlaylist as Rendered
+from transcoder.hls.playlist import Part, Segment, render_media_playlist
 
 
 def live_playlist() -> str:

@@ -1,0 +1,168 @@
+"""The ingest's MediaSink in front of a Packager: a broken packager never breaks a publish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ingest.gatekeeper import EndReason, Grant
+from ingest.sink import MediaPacket, SinkFactory
+from transcoder.cmaf.packager import Packager, PackagerOutput, PackagerSettings
+
+log = logging.getLogger(__name__)
+
+
+class PackagerSink:
+    """Feeds one publish to a Packager.
+
+    Any exception from the packager or its output is logged once, and packaging of this
+    publish stops there: the ingest connection (and the publisher's stream) carry on
+    untouched, the sink drops what follows. ``failed`` tells whether that happened. The
+    packager's work per packet is a few microseconds of pure Python; the output must not
+    block either (the ingest calls this from its event loop).
+    """
+
+    def __init__(
+        self,
+        packager: Packager,
+        label: str = "",
+        *,
+        grant: Grant | None = None,
+        grace: ReconnectGrace | None = None,
+    ) -> None:
+        self._packager: Packager | None = packager
+        self._label = label
+        self._grant = grant
+        self._grace = grace
+        self.failed = False
+
+    def metadata(self, values: dict[str, object]) -> None:
+        if self._packager is not None:
+            try:
+                self._packager.metadata(values)
+            except Exception:
+                self._fail("metadata")
+
+    def media(self, packet: MediaPacket) -> None:
+        if self._packager is not None:
+            try:
+                self._packager.push(packet)
+            except Exception:
+                self._fail("media")
+
+    def end(self, reason: EndReason) -> None:
+        if self._packager is not None:
+            if self._grace is not None and self._grant is not None and reason.resumable:
+                try:
+                    self._packager.pause()  # viewers get the last part now
+                except Exception:
+                    self._fail(f"end ({reason.value})")
+                    return
+                self._grace.park(self._grant, self._packager)
+                self._packager = None
+                return
+            try:
+                self._packager.end()
+            except Exception:
+                self._fail(f"end ({reason.value})")
+            self._packager = None
+
+    def _fail(self, stage: str) -> None:
+        log.exception("%s: packaging stopped at %s", self._label or "publish", stage)
+        self._packager = None
+        self.failed = True
+
+
+class ReconnectGrace:
+    """Holds the packager of a publish that dropped, for ``seconds``, so that a reconnect
+    the platform admits into the same session carries on where it stopped: same parts,
+    segments and media sequence, a continuous timeline, one playlist and one VOD.
+
+    When the time is up, ``conclude(grant)`` asks the platform whether the session is
+    over (True: the packager is ended, which flushes its last part and segment and ends
+    the playlist) or was resumed meanwhile (False: the reconnect is about to take it; it
+    is kept for another period). Time only, no I/O per packet.
+    """
+
+    def __init__(self, seconds: float, conclude: Callable[[Grant], Awaitable[bool]]) -> None:
+        self.seconds = seconds
+        self._conclude = conclude
+        self._parked: dict[int, tuple[Grant, Packager, asyncio.TimerHandle]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+    def park(self, grant: Grant, packager: Packager) -> None:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.seconds, self._expire, grant.session_id)
+        self._parked[grant.session_id] = (grant, packager, timer)
+
+    def take(self, session_id: int) -> Packager | None:
+        """The packager parked for ``session_id``, resumed, or None."""
+        parked = self._parked.pop(session_id, None)
+        if parked is None:
+            return None
+        _, packager, timer = parked
+        timer.cancel()
+        packager.resume()
+        return packager
+
+    def end_all(self) -> None:
+        """Ends every parked packager now (server shutdown)."""
+        for session_id in list(self._parked):
+            self._end(session_id)
+
+    def _expire(self, session_id: int) -> None:
+        task = asyncio.ensure_future(self._decide(session_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _decide(self, session_id: int) -> None:
+        parked = self._parked.get(session_id)
+        if parked is None:
+            return
+        try:
+            over = await self._conclude(parked[0])
+        except Exception:
+            log.exception("session %d: could not conclude its grace period", session_id)
+            over = True  # the platform's lease expiry closes the row; free the memory
+        if session_id not in self._parked:
+            return  # taken by the reconnect meanwhile
+        if over:
+            self._end(session_id)
+        else:
+            self.park(parked[0], parked[1])
+
+    def _end(self, session_id: int) -> None:
+        grant, packager, timer = self._parked.pop(session_id)
+        timer.cancel()
+        try:
+            packager.end()
+        except Exception:
+            log.exception("%s (session %d): packaging failed at end", grant.channel, session_id)
+
+
+def packager_sink_factory(
+    make_output: Callable[[Grant], PackagerOutput],
+    settings: PackagerSettings | None = None,
+    *,
+    grace: ReconnectGrace | None = None,
+) -> SinkFactory:
+    """A SinkFactory for the ingest: one Packager per admitted publish, writing to the
+    output ``make_output(grant)`` returns; with ``grace``, a reconnect into a session whose
+    packager is parked there continues it instead."""
+
+    def factory(grant: Grant) -> PackagerSink:
+        packager = grace.take(grant.session_id) if grace is not None else None
+        if packager is None:
+            packager = Packager(make_output(grant), settings)
+        return PackagerSink(
+            packager,
+            label=f"{grant.channel} (session {grant.session_id})",
+            grant=grant,
+            grace=grace,
+        )
+
+    return factory
