@@ -4,8 +4,9 @@ new part reached it."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
-import selectors
 import shutil
 import socket
 import subprocess
@@ -65,10 +66,17 @@ class RedisServer:
         self.process.kill()
         self.process.wait(timeout=10)
 
-    def keys(self) -> int:
+    def set_sentinel(self) -> None:
+        """A key of our own, then time for the append-only file to be synced (every s)."""
         import redis
 
-        return int(redis.Redis(port=self.port).dbsize())
+        redis.Redis(port=self.port).set("fault-test-sentinel", b"1")
+        time.sleep(1.5)
+
+    def has_sentinel(self) -> bool:
+        import redis
+
+        return bool(redis.Redis(port=self.port).exists("fault-test-sentinel"))
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -86,7 +94,6 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
-        self._selector = selectors.DefaultSelector()
         self._stopping = False
         self._cut = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -125,7 +132,6 @@ class TcpProxy:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        threads: list[threading.Thread] = []
         while not self._stopping:
             if self._cut:
                 time.sleep(0.05)
@@ -146,9 +152,7 @@ class TcpProxy:
                     continue
                 self._pairs.append((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pump, args=(source, sink), daemon=True)
-                thread.start()
-                threads.append(thread)
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         source.settimeout(None)
@@ -159,10 +163,8 @@ class TcpProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)\.(\d+)\.m4s"')
@@ -222,4 +224,4 @@ class Viewer:
     def longest_gap(self, start: float, end: float) -> float:
         """The longest time without a new part between ``start`` and ``end``."""
         times = [start, *(t for t in self.arrivals if start < t < end), end]
-        return max(b - a for a, b in zip(times, times[1:], strict=False))
+        return max(b - a for a, b in itertools.pairwise(times))

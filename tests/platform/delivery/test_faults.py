@@ -49,11 +49,11 @@ class Cluster:
     ingest: subprocess.Popen[str]
     ingest_log: list[str]
 
-    def query(self, sql: str) -> tuple:  # type: ignore[type-arg]
+    def query(self, sql: str, *params: object) -> tuple:  # type: ignore[type-arg]
         import psycopg
 
         with psycopg.connect(f"{POSTGRES}/{self.database}") as connection:
-            row = connection.execute(sql).fetchone()
+            row = connection.execute(sql, params).fetchone()
         assert row is not None, sql
         return tuple(row)
 
@@ -78,7 +78,7 @@ class Cluster:
         """The VOD playlist's text once the session names it (within ``timeout``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            (path,) = self.query(f"select vod_path from streams_livesession where id = {session}")
+            (path,) = self.query("select vod_path from streams_livesession where id = %s", session)
             if path:
                 response = requests.get(f"{self.s3.url}/{self.bucket}/{path}", timeout=5)
                 assert response.status_code == 200, path
@@ -187,9 +187,9 @@ def _finish(cluster: Cluster, publisher: subprocess.Popen[str], frames: int = FR
     session = _session(cluster)
     cluster.vod(session, timeout=20)
     (received,) = cluster.query(
-        f"select video_frames from streams_livesession where id = {session}")
+        "select video_frames from streams_livesession where id = %s", session)
     assert received == frames
-    (path,) = cluster.query(f"select vod_path from streams_livesession where id = {session}")
+    (path,) = cluster.query("select vod_path from streams_livesession where id = %s", session)
     vod_url = f"{cluster.s3.url}/{cluster.bucket}/{path}"
     listed = set(re.findall(r"seg-\d+\.m4s", requests.get(vod_url, timeout=5).text))
     assert listed == cluster.stored_segments(session)
@@ -203,9 +203,11 @@ def _kill_and_restart_redis(cluster: Cluster) -> None:
         viewer = Viewer(cluster.media_url()).start()
         time.sleep(5)
         assert len(viewer.arrivals) > 5, "the viewer saw no parts before the fault"
+        cluster.redis.set_sentinel()
         cluster.redis.kill()
         time.sleep(3)
         back = cluster.redis.start()
+        assert cluster.redis.has_sentinel() == cluster.redis.appendonly
         time.sleep(6)
         resumed = viewer.first_arrival_after(back)
         assert resumed is not None, f"no new part after Redis came back: {viewer.failures[-5:]}"
@@ -214,6 +216,11 @@ def _kill_and_restart_redis(cluster: Cluster) -> None:
         _finish(cluster, publisher)
         viewer.stop()
         assert viewer.ended, "the viewer never saw the playlist end"
+        # The ingest noticed and rebuilt the index (a reset, or an old file's state).
+        lost = [line for line in cluster.ingest_log if "live index lost" in line]
+        assert lost, "the ingest never noticed the index was gone"
+        assert any("rebuilt" in line for line in cluster.ingest_log)
+        print(lost[0].strip())
     finally:
         if publisher.poll() is None:
             publisher.kill()
@@ -227,7 +234,6 @@ def test_redis_restarted_from_its_append_only_file_costs_a_stall_and_loses_nothi
     cluster_with_aof: Cluster,
 ) -> None:
     _kill_and_restart_redis(cluster_with_aof)
-    assert cluster_with_aof.redis.keys() > 0, "Redis came back empty: the file did nothing"
 
 
 def test_object_store_away_for_20_s_stalls_no_viewer_and_loses_no_segment(
@@ -277,9 +283,9 @@ def test_killed_ingest_node_still_gets_a_vod_of_every_stored_segment(cluster: Cl
         assert set(re.findall(r"seg-\d+\.m4s", text)) == stored
         ended, reason, last_known = cluster.query(
             "select ended_at is not null, end_reason, figures_last_known"
-            f" from streams_livesession where id = {session}")
+            " from streams_livesession where id = %s", session)
         assert (ended, reason, last_known) == (True, "ingest_lost", True)
-        (path,) = cluster.query(f"select vod_path from streams_livesession where id = {session}")
+        (path,) = cluster.query("select vod_path from streams_livesession where id = %s", session)
         assert played_video_frames(f"{cluster.s3.url}/{cluster.bucket}/{path}") == 60 * len(stored)
     finally:
         publisher.kill()
