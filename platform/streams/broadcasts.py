@@ -426,10 +426,10 @@ def end_orphaned_sessions(node: str) -> int:
         slots.release_sessions(ids)
     if count:
         log.warning("closed %d session(s) left open by a previous run of %s", count, node)
-    # Also those a reaper closed but could not finalise (the store was away then).
+    # Also those a reaper closed lately but could not finalise (the store was away then).
     lost = LiveSession.objects.filter(
         ingest_node=node, end_reason=LiveSession.EndReason.INGEST_LOST, vod_path="",
-        recording_deleted_at__isnull=True,
+        recording_deleted_at__isnull=True, ended_at__gte=timezone.now() - timedelta(days=1),
     ).values_list("pk", flat=True)
     _finalise_recordings([*ids, *lost[:100]])
     return count
