@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from redis.exceptions import RedisError
 
 from ingest.gatekeeper import Grant
@@ -360,6 +361,7 @@ class DeliveryOutput:
 def _record_vod(session_id: int, path: str) -> None:
     from streams.recordings import record_vod
 
+    close_old_connections()  # on a long-lived worker thread of the ingest
     record_vod(session_id, path)
 
 

@@ -6,7 +6,6 @@ retention) calls these; nothing else writes these columns.
 
 from __future__ import annotations
 
-from django.db import close_old_connections
 from django.utils import timezone
 
 from .models import LiveSession
@@ -15,7 +14,6 @@ from .models import LiveSession
 def record_vod(session_id: int, path: str) -> bool:
     """Names the recording's VOD playlist (a segment-store path). Idempotent; False when
     the session does not exist or its recording was deleted meanwhile."""
-    close_old_connections()  # called from long-lived worker threads of the ingest
     return bool(
         LiveSession.objects.filter(pk=session_id, recording_deleted_at__isnull=True).update(
             vod_path=path

@@ -211,3 +211,40 @@ def test_a_vod_is_rebuilt_from_the_stored_segments_with_their_durations(
     for got, want in zip(durations, expected, strict=True):
         assert abs(got - want) <= 1 / 30 + 0.001  # within a frame
     assert "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20" in text
+
+
+@pytest.mark.django_db
+def test_reaping_a_dead_nodes_lease_gives_its_broadcast_a_vod_and_marks_its_figures(
+    alice: Any, packaged: Any, tmp_path: Path, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from quotas.models import SlotLease
+    from streams.broadcasts import reap_expired_leases
+    from streams.models import LiveSession
+
+    settings.STORAGES = {**settings.STORAGES, "segments": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path, "base_url": "/media/hls/", "allow_overwrite": True},
+    }}
+    session = LiveSession.objects.create(channel=alice.channel, ingest_node="node-b",
+                                         video_frames=123)
+    SlotLease.objects.create(session=session, node="node-b",
+                             expires_at=timezone.now() - timedelta(seconds=1))
+    store = SegmentStore()
+    (info, init), *_ = packaged.inits
+    store.save(f"live/{session.pk}/source/init-{info.generation}.mp4", init)
+    for segment, data in packaged.segments:
+        store.save(f"live/{session.pk}/source/seg-{segment.msn}.m4s", data)
+
+    assert reap_expired_leases() == 1
+
+    session.refresh_from_db()
+    assert session.end_reason == "ingest_lost"
+    assert session.figures_last_known
+    assert session.video_frames == 123  # the last heartbeat's, kept
+    assert session.vod_path == f"live/{session.pk}/source/vod.m3u8"
+    vod = (tmp_path / session.vod_path).read_text()
+    assert re.findall(r"seg-\d+\.m4s", vod) == [f"seg-{i.msn}.m4s" for i, _ in packaged.segments]
