@@ -65,6 +65,9 @@ VARIANTS: dict[str, DeliveryOutput] = {}
 # listed (hls.js drops a playlist whose segment URIs changed: "media sequence mismatch"),
 # so one stored later stays listed under its origin URI, served from the index.
 LISTING_WAIT = 0.3
+# The init segment may wait longer: nobody watches before it exists, and the first upload
+# of a process builds its S3 client.
+INIT_LISTING_WAIT = 2.0
 # What a lost or reset live index raises: a connection error, or a write the index
 # refuses because it no longer holds what came before (UnknownRenditionError, OrderError).
 INDEX_FAILURES: tuple[type[BaseException], ...] = (
@@ -197,7 +200,7 @@ class DeliveryOutput:
                 log.exception("delivery of %s/%s failed at %s", self.stream, self.rendition, kind)
 
     async def _on_init(self, info: InitInfo, data: bytes, upload: _Pending) -> None:
-        url = await _listing_url(upload)
+        url = await _listing_url(upload, INIT_LISTING_WAIT)
         self._init = (data, upload, url)
         await self._sync(lambda: self._set_init(data, url))
 
@@ -365,13 +368,13 @@ def _record_vod(session_id: int, path: str) -> None:
     record_vod(session_id, path)
 
 
-async def _listing_url(upload: _Pending) -> str | None:
-    """The object's durable URL if it is stored within LISTING_WAIT (only waited for
+async def _listing_url(upload: _Pending, wait: float = LISTING_WAIT) -> str | None:
+    """The object's durable URL if it is stored within ``wait`` seconds (only waited for
     when the lane was keeping up), else None."""
     if not upload.prompt:
         return upload.url()
     try:
-        return await asyncio.wait_for(asyncio.shield(upload.stored), LISTING_WAIT)
+        return await asyncio.wait_for(asyncio.shield(upload.stored), wait)
     except (TimeoutError, UploadDropped):
         return None
 

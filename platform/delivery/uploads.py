@@ -16,6 +16,7 @@ import logging
 import shutil
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,19 @@ log = logging.getLogger(__name__)
 # Between attempts at the same object: quick at first (a blip), then every 2 s, so a store
 # that comes back is written to again within about two seconds.
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+# Threads that store for every lane of the process. Their own, not the loop's default
+# executor: django-storages keeps one S3 client per thread, and building one costs most of
+# a second, so a few long-lived threads pay it once instead of each upload paying it on
+# whichever fresh thread it lands.
+UPLOAD_THREADS = 8
+_executor: ThreadPoolExecutor | None = None
+
+
+def _uploads() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="segment-upload")
+    return _executor
 
 
 class UploadDropped(Exception):
@@ -139,11 +153,9 @@ class UploadLane:
         attempt = 0
         while True:
             try:
-                data = upload.data
-                if data is None:
-                    assert upload.spooled is not None
-                    data = await asyncio.to_thread(upload.spooled.read_bytes)
-                url = await asyncio.to_thread(self.store.save_once, upload.name, data)
+                url = await asyncio.get_running_loop().run_in_executor(
+                    _uploads(), self._save, upload
+                )
             except Exception as error:  # each backend raises its own (OSError, botocore …)
                 if not self._failing or attempt % 10 == 0:
                     log.warning("storing %s failed (attempt %d), retrying: %s",
@@ -157,6 +169,13 @@ class UploadLane:
                             upload.name, attempt + 1)
             self._failing = False
             return url
+
+    def _save(self, upload: _Upload) -> str:
+        data = upload.data
+        if data is None:
+            assert upload.spooled is not None
+            data = upload.spooled.read_bytes()
+        return self.store.save_once(upload.name, data)
 
     def _release(self, upload: _Upload) -> None:
         if upload.spooled is not None:
