@@ -10,7 +10,9 @@ URLs (all under /live/<channel>/):
 
 Every response is cacheable per full URL (query string included), so an edge cache
 collapses identical requests from many viewers into one. Objects named by a session are
-immutable; playlists live for a fraction of a part (blocking ones a little longer).
+immutable; playlists live for a fraction of a part (blocking ones a little longer); errors
+for as long as they stay true (delivery.responses). HEAD is answered wherever GET is.
+While the live index or the database cannot be reached the answer is 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import Histogram
 
 from transcoder.hls.playlist import (
@@ -34,9 +36,18 @@ from transcoder.live_index import RenditionWindow
 
 from .live import BLOCK_TARGETS, SOURCE, live_index, stream_name
 from .load import LOAD
+from .responses import (
+    CMAF,
+    IMMUTABLE,
+    M3U8,
+    MOMENTARY,
+    SETTLED,
+    answers_503_while_down,
+    error,
+    response,
+    unavailable,
+)
 
-M3U8 = "application/vnd.apple.mpegurl"
-IMMUTABLE = "public, max-age=31536000, immutable"
 # Parts of at most 1/3 s: a plain playlist is stale after one.
 PLAYLIST_CACHE = "public, max-age=1"
 # A blocking response names a part that exists; it stays a valid answer to its URL.
@@ -60,16 +71,11 @@ _PLAIN_SECONDS = PLAYLIST_SECONDS.labels(blocking="no")
 
 
 def _response(body: bytes | str, content_type: str, cache: str, status: int = 200) -> HttpResponse:
-    response = HttpResponse(body, content_type=content_type, status=status)
-    response["Cache-Control"] = cache
-    response["Access-Control-Allow-Origin"] = "*"
-    # Served without Django's middleware (delivery/asgi.py): what SecurityMiddleware adds.
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return response(body, content_type, cache, status)
 
 
-def _error(status: int, message: str, cache: str = "no-store") -> HttpResponse:
-    return _response(message + "\n", "text/plain", cache, status)
+def _error(status: int, message: str, cache: str = MOMENTARY) -> HttpResponse:
+    return error(status, message, cache)
 
 
 def _checked(view):  # type: ignore[no-untyped-def]
@@ -79,12 +85,13 @@ def _checked(view):  # type: ignore[no-untyped-def]
         try:
             return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
         except ValueError:
-            return _error(404, "no such rendition")
+            return _error(404, "no such rendition", SETTLED)
 
     return wrapper
 
 
-@require_GET
+@require_safe
+@answers_503_while_down
 async def multivariant(request: HttpRequest, slug: str) -> HttpResponse:
     LOAD.count("master")
     session_id, variant = await _current_broadcast(slug)
@@ -148,7 +155,8 @@ def _int(value: str | None) -> int | None:
     return int(value)
 
 
-@require_GET
+@require_safe
+@answers_503_while_down
 @_checked
 async def media_playlist(
     request: HttpRequest, slug: str, session: int, rendition: str
@@ -168,23 +176,24 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
         msn = _int(request.GET.get("_HLS_msn"))
         part = _int(request.GET.get("_HLS_part"))
     except ValueError:
-        return _error(400, "_HLS_msn and _HLS_part are whole numbers")
+        return _error(400, "_HLS_msn and _HLS_part are whole numbers", SETTLED)
     if part is not None and msn is None:
-        return _error(400, "_HLS_part needs _HLS_msn")
+        return _error(400, "_HLS_part needs _HLS_msn", SETTLED)
     skip = request.GET.get("_HLS_skip") in ("YES", "v2")
     index = live_index()
     stream = stream_name(session)
     try:
         window = await index.snapshot(stream, rendition)
     except ValueError:
-        return _error(404, "no such rendition")
+        return _error(404, "no such rendition", SETTLED)
     if window is None:
         return _error(404, "no such broadcast", NOT_LIVE_CACHE)
     cache = PLAYLIST_CACHE
     if msn is not None and not window.has_part(msn, part) and not window.ended:
         refusal = _too_far_ahead(window, msn, part)
         if refusal:
-            return _error(400, refusal)
+            # True until the live edge catches up: shared for a second, not stored.
+            return _error(400, refusal, MOMENTARY)
         limit = BLOCK_TARGETS * window.target_duration
         if not LOAD.hold():
             return _busy()
@@ -193,9 +202,13 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
         finally:
             LOAD.release()
         if not arrived:
+            # A stalled stream, or a live index that went away during the wait: reading it
+            # again tells them apart (an index that is down raises: 503 + Retry-After).
+            await index.snapshot(stream, rendition)
             # The draft's answer to a request that cannot be satisfied in time; hls.js
-            # retries the playlist after it.
-            return _error(503, "that part did not arrive in time")
+            # retries the playlist after it. No Retry-After: the edge retries such 503s on
+            # another origin, which would only wait as long again for the same part.
+            return _error(503, "that part did not arrive in time", MOMENTARY)
         window = await index.snapshot(stream, rendition)
         if window is None:
             return _error(404, "the broadcast is gone")
@@ -209,9 +222,7 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
 def _busy() -> HttpResponse:
     """This process holds GOLIVE_ORIGIN_MAX_HELD requests already (delivery.load): try
     again in a second, here or (through the edge) on another origin."""
-    response = _error(503, "this origin is busy: retry in a second", "public, max-age=1")
-    response["Retry-After"] = "1"
-    return response
+    return unavailable("this origin is busy: retry in a second", retry_after=1)
 
 
 # Rendered playlists by window, per process: when a part lands, every request blocked on
@@ -288,7 +299,8 @@ def _playlist(window: RenditionWindow) -> MediaPlaylist:
     )
 
 
-@require_GET
+@require_safe
+@answers_503_while_down
 @_checked
 async def init_segment(
     request: HttpRequest, slug: str, session: int, rendition: str, version: int
@@ -297,10 +309,11 @@ async def init_segment(
     data = await live_index().get_init(stream_name(session), rendition, version)
     if data is None:
         return _error(404, "no such init segment")
-    return _response(data, "video/mp4", IMMUTABLE)
+    return _response(data, CMAF, IMMUTABLE)
 
 
-@require_GET
+@require_safe
+@answers_503_while_down
 @_checked
 async def part(
     request: HttpRequest, slug: str, session: int, rendition: str, msn: int, index: int
@@ -324,11 +337,12 @@ async def part(
             if arrived:
                 data = await live.get_part(stream, rendition, msn, index)
     if data is None:
-        return _error(404, "no such part", "public, max-age=1")
-    return _response(data, "video/mp4", IMMUTABLE)
+        return _error(404, "no such part")
+    return _response(data, CMAF, IMMUTABLE)
 
 
-@require_GET
+@require_safe
+@answers_503_while_down
 @_checked
 async def segment(
     request: HttpRequest, slug: str, session: int, rendition: str, msn: int
@@ -336,5 +350,5 @@ async def segment(
     LOAD.count("segment")
     data = await live_index().get_segment(stream_name(session), rendition, msn)
     if data is None:
-        return _error(404, "no such segment", "public, max-age=1")
-    return _response(data, "video/mp4", IMMUTABLE)
+        return _error(404, "no such segment")
+    return _response(data, CMAF, IMMUTABLE)

@@ -76,6 +76,12 @@ class PackagerError(Exception):
     sequence header, media after ``end()``). The packager should be dropped."""
 
 
+# LL-HLS PART-TARGET, seconds: the one value for every rendition, so they cut alike. 10
+# frames at 30 fps span 333 or 334 ms in RTMP's whole milliseconds: 0.334 keeps them in one
+# part (1/3 would cut 9-frame parts of 0.3 s).
+PART_TARGET = 0.334
+
+
 @dataclass(frozen=True, slots=True)
 class PackagerSettings:
     """Durations in seconds.
@@ -91,7 +97,7 @@ class PackagerSettings:
     or missing. ``first_msn`` is the media sequence number of the first segment.
     """
 
-    part_target: float = 0.333
+    part_target: float = PART_TARGET
     min_segment_duration: float = 1.0
     max_segment_duration: float = 10.0
     audio_only_segment_duration: float = 2.0
