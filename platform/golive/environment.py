@@ -51,7 +51,7 @@ def env_int(
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number") from None
-    _at_least(name, number, minimum)
+    _at_least(name, value, number, minimum)
     return number
 
 
@@ -68,7 +68,7 @@ def env_float(
         raise ImproperlyConfigured(f"{name}={value!r}: expected a number") from None
     if not math.isfinite(number):
         raise ImproperlyConfigured(f"{name}={value!r}: expected a finite number")
-    _at_least(name, number, minimum)
+    _at_least(name, value, number, minimum)
     return number
 
 
@@ -78,9 +78,9 @@ def env_list(name: str, default: str, environ: Mapping[str, str] = os.environ) -
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _at_least(name: str, number: float, minimum: float | None) -> None:
+def _at_least(name: str, text: str, number: float, minimum: float | None) -> None:
     if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name}={number}: must be at least {minimum}")
+        raise ImproperlyConfigured(f"{name}={text!r}: must be at least {minimum}")
 
 
 def local_secret_key(path: os.PathLike[str] | str) -> str:
