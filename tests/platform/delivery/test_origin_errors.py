@@ -276,3 +276,73 @@ def test_with_the_database_down_the_multivariant_playlist_is_503(
     assert [r.name for r in caplog.records if r.name == "delivery.responses"] == [
         "delivery.responses"
     ]
+
+
+@pytest.mark.slow  # a Redis server and an origin process (daphne) of its own
+def test_an_origin_process_with_redis_killed_answers_503_and_its_log_has_no_traceback(
+    redis_server, tmp_path
+) -> None:
+    import os
+    import sys
+
+    import requests
+
+    from tests.platform.golive.test_up import ROOT
+    from transcoder.live_index import open_live_index
+
+    process, url = redis_server
+    prefix = f"errors-{free_port()}"
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GOLIVE_")}
+    environ.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT / "platform"), str(ROOT)]),
+        DJANGO_SETTINGS_MODULE="golive.settings", REDIS_URL=url, GOLIVE_REDIS_PREFIX=prefix,
+        GOLIVE_DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+    )
+
+    async def publish() -> None:
+        live = open_live_index(url, prefix=prefix)
+        await live.set_init(f"s{SESSION}", "source", b"init", 0.334, target_duration=2)
+        await live.add_part(f"s{SESSION}", "source", PartRef(0, 0, 0.334, True), b"p0")
+        await live.aclose()
+
+    asyncio.run(publish())
+    log_path = tmp_path / "origin.log"
+    with log_path.open("wb") as log:
+        origin = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "golive.asgi:application"],
+            cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                served = requests.get(base + PLAYLIST, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+        assert served.status_code == 200
+        assert b"part-0.0.m4s" in served.content
+        process.kill()
+        process.wait()
+        answers = [
+            requests.get(base + PLAYLIST, timeout=10),
+            requests.get(f"{base}{PLAYLIST}?_HLS_msn=0&_HLS_part=1", timeout=15),
+            requests.get(f"{base}{MEDIA}/part-0.0.m4s", timeout=10),
+            requests.head(f"{base}{MEDIA}/seg-0.m4s", timeout=10),
+        ]
+    finally:
+        origin.terminate()
+        origin.wait(15)
+    for answer in answers:
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "2"
+        assert answer.headers["Cache-Control"] == "public, max-age=1"
+    assert answers[0].text == "the live index is unavailable: retry shortly\n"
+    written = log_path.read_text()
+    assert "Traceback" not in written
+    assert " ERROR " not in written
+    assert written.count("the live index is unavailable, answering 503") == 1, written
