@@ -43,9 +43,11 @@ DEPENDENCY_RETRY_AFTER = 2
 # While a dependency stays down, one warning per dependency this often (not one a request).
 WARN_EVERY = 10.0
 
-# Redis (the live index) or the database cannot be reached: connection refused or reset,
-# a timeout, the pool out of connections, a server still loading its data.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Redis or the database cannot be reached: connection refused or reset, a timeout, the
+# pool out of connections, a server still loading its data.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# The origin's views do no I/O but the live index's: any OSError there is the index's.
+REDIS_DOWN = (*REDIS_ERRORS, OSError)
 DATABASE_DOWN = (OperationalError, InterfaceError)
 
 _warned: dict[str, tuple[float, int]] = {}

@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Next to the views: what they raise while the database or Redis is down becomes a 503.
+    "golive.middleware.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "golive.urls"
