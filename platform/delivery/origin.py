@@ -51,6 +51,10 @@ _masters: dict[str, tuple[float, int | None]] = {}
 # rendition reports, and it changes when a rung starts or stops (or a segment's bit rate).
 _RENDITIONS_TTL = 1.0
 _renditions: dict[str, tuple[float, tuple[Rendition, ...]]] = {}
+# Rendition reports may lag a rung by this much (well under a part): a player switching
+# asks for a part at most one older than it could have.
+_REPORTS_TTL = 0.1
+_reports_cache: dict[tuple[str, str], tuple[float, tuple[RenditionReport, ...]]] = {}
 
 # Per process, in prometheus_client's default registry (exported by /metrics). A blocking
 # request (_HLS_msn) mostly waits for its part to exist: up to BLOCK_TARGETS target
@@ -137,15 +141,26 @@ async def _renditions_of(stream: str) -> tuple[Rendition, ...]:
 async def _reports(stream: str, rendition: str) -> tuple[RenditionReport, ...]:
     """EXT-X-RENDITION-REPORTs for the other renditions of the stream (none while the
     source is the only one): where each one's newest part is, so a player switching to
-    it asks for the right part at once."""
+    it asks for the right part at once. Shared for `_REPORTS_TTL` by every request of the
+    rendition (the thousand viewers a new part wakes at once make one look)."""
     others = [r.name for r in await _renditions_of(stream) if r.name != rendition]
+    if not others:
+        return ()
+    now = time.monotonic()
+    cached = _reports_cache.get((stream, rendition))
+    if cached is not None and now - cached[0] < _REPORTS_TTL:
+        return cached[1]
     heads = []
     for name in others:
         window = await live_index().snapshot(stream, name)
         head = _head(window) if window is not None else None
         if head is not None:
             heads.append((name, *head))
-    return rendition_reports(rendition, heads)
+    reports = rendition_reports(rendition, heads)
+    if len(_reports_cache) >= _RENDERED_MAX:
+        del _reports_cache[next(iter(_reports_cache))]  # the oldest
+    _reports_cache[(stream, rendition)] = (now, reports)
+    return reports
 
 
 def _head(window: RenditionWindow) -> tuple[int, int | None] | None:
