@@ -9,10 +9,9 @@ from django.conf import settings
 
 from transcoder.cmaf.packager import PART_TARGET  # noqa: F401  (delivery's users import it here)
 from transcoder.live_index import LiveIndex, open_live_index
+from transcoder.renditions import SOURCE as SOURCE  # re-exported for delivery's users
 
 from .segment_store import SegmentStore
-
-SOURCE = "source"
 
 
 def target_duration() -> int:

@@ -2,7 +2,8 @@
 
 URLs (all under /live/<channel>/):
 - ``master.m3u8``: the multivariant playlist of the channel's current broadcast (the one
-  request that looks up which broadcast is live; short-lived, cached per process);
+  request that looks up which broadcast is live; short-lived, cached per process), listing
+  the renditions described in the live index (`transcoder.renditions.Rendition`);
 - ``<session>/<rendition>/index.m3u8``: the media playlist, with LL-HLS blocking reload
   (``_HLS_msn``, ``_HLS_part``) and delta updates (``_HLS_skip=YES``);
 - ``<session>/<rendition>/init-<n>.mp4``, ``part-<msn>.<i>.m4s``, ``seg-<msn>.m4s``: from
@@ -27,14 +28,16 @@ from prometheus_client import Histogram
 from transcoder.hls.playlist import (
     MediaPlaylist,
     Part,
+    RenditionReport,
     Segment,
-    Variant,
     render_media_playlist,
     render_multivariant,
+    rendition_reports,
 )
 from transcoder.live_index import RenditionWindow
+from transcoder.renditions import Rendition
 
-from .live import BLOCK_TARGETS, SOURCE, live_index, stream_name
+from .live import BLOCK_TARGETS, live_index, stream_name
 from .load import LOAD
 from .responses import (
     CMAF,
@@ -54,7 +57,15 @@ PLAYLIST_CACHE = "public, max-age=1"
 BLOCKING_CACHE = "public, max-age=6"
 NOT_LIVE_CACHE = "public, max-age=2"
 _MASTER_TTL = 2.0
-_masters: dict[str, tuple[float, int | None, Variant | None]] = {}
+_masters: dict[str, tuple[float, int | None]] = {}
+# A broadcast's rendition list, per process: every media playlist request needs it for its
+# rendition reports, and it changes when a rung starts or stops (or a segment's bit rate).
+_RENDITIONS_TTL = 1.0
+_renditions: dict[str, tuple[float, tuple[Rendition, ...]]] = {}
+# Rendition reports may lag a rung by this much (well under a part): a player switching
+# asks for a part at most one older than it could have.
+_REPORTS_TTL = 0.1
+_reports_cache: dict[tuple[str, str], tuple[float, tuple[RenditionReport, ...]]] = {}
 
 # Per process, in prometheus_client's default registry (exported by /metrics). A blocking
 # request (_HLS_msn) mostly waits for its part to exist: up to BLOCK_TARGETS target
@@ -94,57 +105,80 @@ def _checked(view):  # type: ignore[no-untyped-def]
 @answers_503_while_down
 async def multivariant(request: HttpRequest, slug: str) -> HttpResponse:
     LOAD.count("master")
-    session_id, variant = await _current_broadcast(slug)
-    if session_id is None or variant is None:
+    session_id = await _current_broadcast(slug)
+    renditions = () if session_id is None else await _renditions_of(stream_name(session_id))
+    if session_id is None or not renditions:
+        # Not live, or live but no rendition described yet (its first part is on its way).
         return _error(404, f"{slug} is not live", NOT_LIVE_CACHE)
-    body = render_multivariant([variant])
+    body = render_multivariant(renditions, prefix=f"{session_id}/")
     return _response(body, M3U8, PLAYLIST_CACHE)
 
 
-async def _current_broadcast(slug: str) -> tuple[int | None, Variant | None]:
+async def _current_broadcast(slug: str) -> int | None:
     cached = _masters.get(slug)
     now = time.monotonic()
     if cached is not None and now - cached[0] < _MASTER_TTL:
-        return cached[1], cached[2]
-    session_id, variant = await sync_to_async(_lookup_broadcast)(slug)
-    _masters[slug] = (now, session_id, variant)
-    return session_id, variant
+        return cached[1]
+    session_id = await sync_to_async(_lookup_broadcast)(slug)
+    _masters[slug] = (now, session_id)
+    return session_id
 
 
-def _lookup_broadcast(slug: str) -> tuple[int | None, Variant | None]:
+def _lookup_broadcast(slug: str) -> int | None:
     from streams.models import LiveSession
 
-    from .pipeline import VARIANTS
+    found = LiveSession.objects.filter(channel__slug=slug, ended_at__isnull=True)
+    return found.values_list("pk", flat=True).first()
 
-    session = (
-        LiveSession.objects.filter(channel__slug=slug, ended_at__isnull=True)
-        .only("pk", "video_codec", "audio_codec", "width", "height", "frame_rate", "health")
-        .first()
-    )
-    if session is None:
-        return None, None
-    uri = f"{session.pk}/{SOURCE}/index.m3u8"
-    output = VARIANTS.get(slug)
-    info = output.init_info if output is not None else None
-    if output is not None and info is not None:
-        # BANDWIDTH is the peak segment bit rate; before a segment exists, an estimate.
-        bandwidth = max(output.peak_bps, info.bandwidth_estimate or 0) or 3_000_000
-        return session.pk, Variant(
-            uri, bandwidth, info.codecs, info.width, info.height, info.frame_rate, name="source"
-        )
-    if not session.video_codec:
-        return session.pk, None
-    codecs = ",".join(c for c in (session.video_codec, session.audio_codec) if c)
-    kbps = (session.health or {}).get("bitrate_kbps") or 3000
-    return session.pk, Variant(
-        uri,
-        int(float(kbps) * 1000 * 1.2),
-        codecs,
-        session.width,
-        session.height,
-        float(session.frame_rate) if session.frame_rate else None,
-        name="source",
-    )
+
+async def _renditions_of(stream: str) -> tuple[Rendition, ...]:
+    """The stream's described renditions, from the live index (what every origin process
+    shares), read at most once per `_RENDITIONS_TTL` per process."""
+    cached = _renditions.get(stream)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _RENDITIONS_TTL:
+        return cached[1]
+    found = await live_index().renditions(stream)
+    if len(_renditions) >= _RENDERED_MAX:
+        del _renditions[next(iter(_renditions))]  # the oldest
+    _renditions[stream] = (now, found)
+    return found
+
+
+async def _reports(stream: str, rendition: str) -> tuple[RenditionReport, ...]:
+    """EXT-X-RENDITION-REPORTs for the other renditions of the stream (none while the
+    source is the only one): where each one's newest part is, so a player switching to
+    it asks for the right part at once. Shared for `_REPORTS_TTL` by every request of the
+    rendition (the thousand viewers a new part wakes at once make one look)."""
+    others = [r.name for r in await _renditions_of(stream) if r.name != rendition]
+    if not others:
+        return ()
+    now = time.monotonic()
+    cached = _reports_cache.get((stream, rendition))
+    if cached is not None and now - cached[0] < _REPORTS_TTL:
+        return cached[1]
+    heads = []
+    for name in others:
+        window = await live_index().snapshot(stream, name)
+        head = _head(window) if window is not None else None
+        if head is not None:
+            heads.append((name, *head))
+    reports = rendition_reports(rendition, heads)
+    if len(_reports_cache) >= _RENDERED_MAX:
+        del _reports_cache[next(iter(_reports_cache))]  # the oldest
+    _reports_cache[(stream, rendition)] = (now, reports)
+    return reports
+
+
+def _head(window: RenditionWindow) -> tuple[int, int | None] | None:
+    """LAST-MSN and LAST-PART: the newest segment (the one being built counts) and its
+    newest part, None when it has no part listed (a gap)."""
+    position = window.position
+    if position.head_msn >= 0 and position.head_msn >= position.completed_msn:
+        return position.head_msn, position.head_index
+    if position.completed_msn >= 0:
+        return position.completed_msn, None
+    return None
 
 
 def _int(value: str | None) -> int | None:
@@ -215,7 +249,8 @@ async def _media_playlist(request: HttpRequest, session: int, rendition: str) ->
         cache = BLOCKING_CACHE
     elif msn is not None:
         cache = BLOCKING_CACHE
-    body = _rendered(stream, rendition, window, request.GET.get("ll") != "0", skip)
+    reports = await _reports(stream, rendition)
+    body = _rendered(stream, rendition, window, request.GET.get("ll") != "0", skip, reports)
     return _response(body, M3U8, "public, max-age=5" if window.ended else cache)
 
 
@@ -232,18 +267,23 @@ _RENDERED_MAX = 256
 
 
 def _rendered(
-    stream: str, rendition: str, window: RenditionWindow, low_latency: bool, skip: bool
+    stream: str,
+    rendition: str,
+    window: RenditionWindow,
+    low_latency: bool,
+    skip: bool,
+    reports: tuple[RenditionReport, ...] = (),
 ) -> bytes:
     # Equal versions mean equal windows; the rest of the key guards against a stream
     # whose index was removed and started again (its versions start again too).
     key = (
         stream, rendition, window.version, window.media_sequence, window.next_msn,
-        len(window.parts), window.ended, low_latency, skip,
+        len(window.parts), window.ended, low_latency, skip, reports,
     )
     body = _RENDERED.get(key)
     if body is None:
         body = render_media_playlist(
-            _playlist(window), low_latency=low_latency, skip=skip
+            _playlist(window, reports), low_latency=low_latency, skip=skip
         ).encode()
         if len(_RENDERED) >= _RENDERED_MAX:
             del _RENDERED[next(iter(_RENDERED))]  # the oldest
@@ -264,7 +304,9 @@ def _too_far_ahead(window: RenditionWindow, msn: int, part: int | None) -> str |
     return None
 
 
-def _playlist(window: RenditionWindow) -> MediaPlaylist:
+def _playlist(
+    window: RenditionWindow, reports: tuple[RenditionReport, ...] = ()
+) -> MediaPlaylist:
     def part_uri(msn: int, index: int) -> str:
         return f"part-{msn}.{index}.m4s"
 
@@ -296,6 +338,7 @@ def _playlist(window: RenditionWindow) -> MediaPlaylist:
         ended=window.ended,
         discontinuity_sequence=window.discontinuity_sequence,
         media_sequence=window.media_sequence,
+        rendition_reports=reports,
     )
 
 
