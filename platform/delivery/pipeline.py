@@ -1,5 +1,8 @@
 """From the packager to viewers: parts into the live index, segments into the segment
-store, and at the end a VOD playlist. One `DeliveryOutput` per rendition of a publish.
+store, and at the end a VOD playlist. One `DeliveryOutput` per rendition of a publish (the
+source's, and each transcoded rung's): it also keeps the rendition's description
+(`transcoder.renditions.Rendition`, bandwidth measured) in the live index, where every
+origin reads the multivariant playlist from.
 
 The packager calls the output synchronously from the ingest's event loop. Segments go at
 once to the rendition's upload lane (`delivery.uploads`), which stores them in order,
@@ -40,10 +43,10 @@ from transcoder.live_index import (
     PartRef,
     SegmentRef,
 )
+from transcoder.renditions import SOURCE, Rendition, from_init
 
 from .live import (
     PART_TARGET,
-    SOURCE,
     live_index,
     segment_store,
     store_path,
@@ -55,10 +58,6 @@ from .uploads import UploadDropped, UploadLane
 from .vod import StoredSegment, save_vod
 
 log = logging.getLogger(__name__)
-
-# Variant details per channel for the multivariant playlist, kept by the process that
-# packages the stream (the embedded mode reads them here; other processes ask the DB).
-VARIANTS: dict[str, DeliveryOutput] = {}
 
 # How long the parts after a segment may wait for its upload, when the store keeps up, so
 # that the segment is listed under its durable URL. A segment's URI must not change once
@@ -145,6 +144,11 @@ class DeliveryOutput:
         self.queue: asyncio.Queue[tuple[str, object, bytes, _Pending | None]] = asyncio.Queue()
         self.init_info: InitInfo | None = None
         self.peak_bps = 0
+        # Bits and seconds of the complete segments, for AVERAGE-BANDWIDTH.
+        self.bits = 0
+        self.seconds = 0.0
+        self.first_part_bps: int | None = None
+        self.described: Rendition | None = None
         self.recording: list[_Recorded] = []
         # What the index needs again after losing it.
         self._init: tuple[bytes, _Pending, str | None] | None = None
@@ -158,9 +162,6 @@ class DeliveryOutput:
 
     # PackagerOutput: called synchronously by the packager.
     def init(self, info: InitInfo, data: bytes) -> None:
-        self.init_info = info
-        if self.rendition == SOURCE:
-            VARIANTS[self.grant.channel] = self
         upload = self._upload(f"init-{info.generation}.mp4", data)
         self.queue.put_nowait(("init", info, data, upload))
 
@@ -169,6 +170,8 @@ class DeliveryOutput:
 
     def segment(self, info: SegmentInfo, data: bytes) -> None:
         self.peak_bps = max(self.peak_bps, int(len(data) * 8 / max(info.duration, 0.1)))
+        self.bits += len(data) * 8
+        self.seconds += info.duration
         upload = self._upload(f"seg-{info.msn}.m4s", data)
         self.queue.put_nowait(("segment", info, b"", upload))
 
@@ -202,7 +205,10 @@ class DeliveryOutput:
     async def _on_init(self, info: InitInfo, data: bytes, upload: _Pending) -> None:
         url = await _listing_url(upload, INIT_LISTING_WAIT)
         self._init = (data, upload, url)
+        self.init_info = info  # what the parts queued from now on are described by
+        self.described = None  # said again with every init
         await self._sync(lambda: self._set_init(data, url))
+        await self._describe()
 
     async def _set_init(self, data: bytes, url: str | None) -> None:
         await self.index.set_init(
@@ -218,6 +224,11 @@ class DeliveryOutput:
         if info.index == 0:
             self._current = []
         self._current.append(part)
+        if self.first_part_bps is None and info.duration > 0:
+            # Before the first segment (and without the publisher's own figure) the
+            # first part's rate stands for BANDWIDTH: it holds the key frame, so it errs high.
+            self.first_part_bps = int(len(data) * 8 / max(info.duration, 0.1))
+            await self._describe()
         await self._sync(lambda: self._add_part(part))
 
     async def _add_part(self, part: _Part) -> None:
@@ -234,6 +245,32 @@ class DeliveryOutput:
         self.recording.append(record)
         self._current = []
         await self._sync(lambda: self._complete(record, url))
+        await self._describe()
+
+    def _description(self) -> Rendition | None:
+        if self.init_info is None:
+            return None
+        average = int(self.bits / self.seconds) if self.seconds > 0 else None
+        return from_init(
+            self.init_info, name=self.rendition, peak_bps=self.peak_bps or None,
+            average_bps=average, first_part_bps=self.first_part_bps,
+        )
+
+    async def _describe(self) -> None:
+        """Keeps the rendition's description in the index current: after the init, at the
+        first part, and whenever a segment changes its measured bit rate. A lost index
+        gets it again when it is rebuilt."""
+        description = self._description()
+        if description is None or description == self.described or not self.index_ok:
+            return
+        try:
+            await self.index.describe(self.stream, description)
+        except Exception:
+            # A viewer's quality menu may be stale for a segment; the media must go on.
+            log.exception("the description of %s/%s could not be kept", self.stream,
+                          self.rendition)
+            return
+        self.described = description
 
     async def _complete(self, record: _Recorded, url: str | None) -> None:
         await self.index.complete_segment(
@@ -295,6 +332,12 @@ class DeliveryOutput:
             listed_next = None
         data, _upload, url = self._init
         await self._set_init(data, url)
+        # The multivariant playlist is read from the index: describe the rendition again.
+        self.described = None
+        description = self._description()
+        if description is not None:
+            await self.index.describe(self.stream, description)
+            self.described = description
         for record in behind if listed_next is not None else self._recent():
             stored_url = record.listed_url or record.upload.url()
             if stored_url is None:
@@ -325,8 +368,6 @@ class DeliveryOutput:
 
     # The end: the index says so, the lane drains, the VOD is written.
     async def _end(self) -> None:
-        if VARIANTS.get(self.grant.channel) is self:
-            del VARIANTS[self.grant.channel]
         self._ended = True
         # A few tries over a few seconds: an index that stays away expires by itself.
         for _attempt in range(len(REBUILD_DELAYS) + 3):
@@ -358,7 +399,8 @@ class DeliveryOutput:
         path = await asyncio.to_thread(
             save_vod, self.store, self.grant.session_id, self.rendition, init_url, segments
         )
-        await sync_to_async(_record_vod)(self.grant.session_id, path)
+        if self.rendition == SOURCE:  # the session names the source's; rungs sit beside it
+            await sync_to_async(_record_vod)(self.grant.session_id, path)
 
 
 def _record_vod(session_id: int, path: str) -> None:
