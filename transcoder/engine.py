@@ -294,10 +294,12 @@ class _RungWorker:
         self.frames_in = self.frames_encoded = self.frames_dropped = self.frames_thinned = 0
         self.packets_out = self.bytes_out = 0
         self.newest_in: int | None = None
+        self._first_in = 0
         self.newest_out: int | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"transcode-{rung.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"transcode-{rung.name}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -313,6 +315,8 @@ class _RungWorker:
             return
         self._last_kept = pts
         self.frames_in += 1
+        if self.newest_in is None:
+            self._first_in = pts
         self.newest_in = pts
         self.frames_dropped += self._queue.put(_Queued(frame, start, received_at))
 
@@ -328,8 +332,8 @@ class _RungWorker:
     def stats(self) -> RungStats:
         lag = 0.0
         if self.newest_in is not None:
-            lag = max(0, self.newest_in - (self.newest_out if self.newest_out is not None
-                                           else self.newest_in)) / 1000
+            newest_out = self.newest_out if self.newest_out is not None else -1_000_000_000
+            lag = max(0, self.newest_in - max(newest_out, self._first_in)) / 1000
         error = self.error
         return RungStats(
             name=self.rung.name,
