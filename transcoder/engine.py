@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class RungStats:
     queued: int
     max_queued: int
     lag: float
+    cpu_seconds: float
     error: str | None
 
 
@@ -117,6 +119,7 @@ class TranscoderStats:
     frames_decoded: int
     packets_dropped: int
     decode_errors: int
+    decode_cpu_seconds: float  # CPU time spent in the decoder (the caller's thread)
     rungs: tuple[RungStats, ...]
 
 
@@ -297,6 +300,7 @@ class _RungWorker:
         self._first_in = 0
         self.newest_out: int | None = None
         self.error: BaseException | None = None
+        self.cpu_seconds = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"transcode-{rung.name}", daemon=True
         )
@@ -346,6 +350,7 @@ class _RungWorker:
             queued=len(self._queue),
             max_queued=self._queue.max_depth,
             lag=lag,
+            cpu_seconds=self.cpu_seconds,
             error=f"{type(error).__name__}: {error}" if error is not None else None,
         )
 
@@ -355,8 +360,10 @@ class _RungWorker:
         try:
             while (item := self._queue.get()) is not None:
                 self._encode(item)
+                self.cpu_seconds = time.thread_time()
             if not self._queue.closed:
                 self._emit(self._encoder.encode(None))
+            self.cpu_seconds = time.thread_time()
         except Exception as error:  # reported, never silent; the other rungs go on
             self.error = error
             self._queue.close()
@@ -505,6 +512,7 @@ class Transcoder:
         self._consecutive_errors = 0
         self._ended = False
         self.packets_in = self.frames_decoded = self.packets_dropped = self.decode_errors = 0
+        self.decode_cpu_seconds = 0.0
         for worker in self._workers:
             worker.start()
 
@@ -572,6 +580,7 @@ class Transcoder:
             frames_decoded=self.frames_decoded,
             packets_dropped=self.packets_dropped,
             decode_errors=self.decode_errors,
+            decode_cpu_seconds=self.decode_cpu_seconds,
             rungs=tuple(worker.stats() for worker in self._workers),
         )
 
@@ -610,6 +619,7 @@ class Transcoder:
         return av_packet
 
     def _decode(self, packet: av.Packet | None) -> None:
+        started = time.thread_time()
         try:
             frames = self._decoder.decode(packet)
         except av.error.FFmpegError as error:
@@ -623,6 +633,8 @@ class Transcoder:
                     f"in a row failed; last: {error})"
                 ) from None
             return
+        finally:
+            self.decode_cpu_seconds += time.thread_time() - started
         self._consecutive_errors = 0
         for frame in frames:
             self._dispatch(frame)
