@@ -12,7 +12,8 @@ by `SegmentStarts`, or the caller's own answer) are encoded as IDR frames on eve
 and every other frame is sent with ``pict_type`` NONE, so the encoder neither copies the
 source's key frames (a decoded, reformatted frame keeps the decoder's picture type) nor
 adds its own (infinite keyint, no scene cut). Each rung's packets carry the source frame's
-presentation time in milliseconds, so rung N's segment starts where the source's does.
+presentation time in milliseconds, on the packager's corrected timeline (publisher clock
+jumps smoothed over the same way), so rung N's segment starts where the source's does.
 
 Falling behind: a rung's queue holds at most ``queue_frames`` decoded frames. In live use
 (``shed=True``) a full queue drops its oldest frame that does not start a segment, so a
@@ -123,6 +124,46 @@ class TranscoderStats:
     rungs: tuple[RungStats, ...]
 
 
+class _Timeline:
+    """The video's millisecond timeline as the packager corrects it (its ``_Clock``): a
+    publisher's clock jumping forward > 5 s or back > 1 s, or restarting on `resume`,
+    continues one frame step after the last timestamp. Rung timestamps are on this
+    timeline, so they match the source's packaged media time, and libx264 never sees a
+    presentation time go back."""
+
+    _JUMP_FORWARD_MS = 5_000
+    _JUMP_BACK_MS = 1_000
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.last: int | None = None
+        self.step = 1
+        self.rebase: int | None = None
+
+    def correct(self, timestamp: int) -> int:
+        t = timestamp + self.offset
+        last = self.last
+        if last is None:
+            self.last = t
+            return t
+        if self.rebase is not None:
+            corrected = last + self.step + self.rebase
+            self.rebase = None
+            self.offset += corrected - t
+            self.last = corrected
+            return corrected
+        delta = t - last
+        if delta > self._JUMP_FORWARD_MS or delta < -self._JUMP_BACK_MS:
+            corrected = last + self.step
+            self.offset += corrected - t
+            t = corrected
+        elif delta > 0:
+            self.step = delta
+        if t > last:
+            self.last = t
+        return t
+
+
 class SegmentStarts:
     """Which source video packets start a segment: the packager's cutting rule
     (`transcoder.cmaf.packager`), mirrored so the rungs' IDRs land where its segments
@@ -134,21 +175,20 @@ class SegmentStarts:
       rung then starts that segment with an IDR of its own).
     - A sequence header that differs from the last of its kind makes the next key frame
       start a segment (a new generation).
-    Publisher clock jumps are absorbed the packager's way (forward > 5 s, back > 1 s: the
-    timeline continues), so elapsed time keeps counting across them.
+    - After `resume` (a reconnect), the first key frame starts a segment.
+    Publisher clock jumps are absorbed the packager's way (`_Timeline`), so elapsed time
+    keeps counting across them.
     """
-
-    _JUMP_FORWARD_MS = 5_000
-    _JUMP_BACK_MS = 1_000
 
     def __init__(self, settings: PackagerSettings | None = None) -> None:
         settings = settings or PackagerSettings()
         self._min_ms = round(settings.min_segment_duration * 1000)
         self._max_ms = round(settings.max_segment_duration * 1000)
         self._start: int | None = None
-        self._last: int | None = None
+        self._timeline = _Timeline()
         self._headers: dict[TrackKind, bytes] = {}
         self._new_generation = False
+        self._max_composition_offset = 0
 
     def __call__(self, packet: MediaPacket) -> bool:
         if packet.sequence_header:
@@ -156,7 +196,8 @@ class SegmentStarts:
             return False
         if packet.kind is not TrackKind.VIDEO:
             return False
-        now = self._continuous(packet.timestamp)
+        now = self._timeline.correct(packet.timestamp)
+        self._max_composition_offset = max(self._max_composition_offset, packet.composition_offset)
         if self._start is None or self._new_generation:
             if not packet.keyframe:
                 return False
@@ -176,16 +217,11 @@ class SegmentStarts:
             self._new_generation = True
         self._headers[packet.kind] = record
 
-    def _continuous(self, timestamp: int) -> int:
-        last = self._last
-        self._last = timestamp
-        if last is None or self._start is None:
-            return timestamp
-        step = timestamp - last
-        if step > self._JUMP_FORWARD_MS or step < -self._JUMP_BACK_MS:
-            # The publisher's clock restarted: shift the segment's start with it.
-            self._start += step
-        return timestamp
+    def resume(self) -> None:
+        """A reconnect continues the publish (`Packager.resume`): its clock restarts and
+        its first key frame starts a segment."""
+        self._timeline.rebase = self._max_composition_offset
+        self._new_generation = True
 
 
 class _Queued:
@@ -507,6 +543,8 @@ class Transcoder:
         self._codec: str | None = None
         self._record: bytes | None = None
         self._waiting_for_key = True
+        self._timeline = _Timeline()
+        self._max_composition_offset = 0
         self._starts: set[int] = set()
         self._received: dict[int, float] = {}
         self._consecutive_errors = 0
@@ -538,11 +576,13 @@ class Transcoder:
             self.packets_dropped += 1  # undecodable without its sequence header / key frame
             return
         self._waiting_for_key = False
-        pts = packet.timestamp + packet.composition_offset
+        dts = self._timeline.correct(packet.timestamp)
+        self._max_composition_offset = max(self._max_composition_offset, packet.composition_offset)
+        pts = dts + packet.composition_offset
         if start:
             self._starts.add(pts)
         self._received[pts] = packet.received_at
-        self._decode(self._to_av_packet(packet, pts))
+        self._decode(self._to_av_packet(packet, dts, pts))
 
     def end(self) -> TranscoderStats:
         """Flush: decode and encode everything pushed, wait for every rung to deliver its
@@ -564,6 +604,20 @@ class Transcoder:
             worker.abort()
         for worker in self._workers:
             worker.join()
+
+    def resume(self) -> None:
+        """A new connection continues the publish (`Packager.resume`, called alongside):
+        the old connection's frames are encoded, its clock is followed on from where it
+        stopped, and decoding restarts at the new connection's first key frame. With the
+        default `SegmentStarts`, that key frame starts a segment, as in the packager."""
+        if self._ended:
+            raise TranscodeError("resume() after end()")
+        if self._decoder is not None:
+            self._flush_decoder()
+        self._waiting_for_key = True
+        self._timeline.rebase = self._max_composition_offset
+        if isinstance(self._is_segment_start, SegmentStarts):
+            self._is_segment_start.resume()
 
     def stop_rung(self, name: str) -> None:
         """Shed a whole rung (the top one, when the machine cannot keep up): it stops
@@ -611,10 +665,10 @@ class Transcoder:
         self._waiting_for_key = True
 
     @staticmethod
-    def _to_av_packet(packet: MediaPacket, pts: int) -> av.Packet:
+    def _to_av_packet(packet: MediaPacket, dts: int, pts: int) -> av.Packet:
         av_packet = av.Packet(bytes(packet.data))
         av_packet.pts = pts
-        av_packet.dts = packet.timestamp
+        av_packet.dts = dts
         av_packet.time_base = TIME_BASE
         return av_packet
 
@@ -640,7 +694,9 @@ class Transcoder:
             self._dispatch(frame)
 
     def _flush_decoder(self) -> None:
+        """Decode what the decoder holds; it then takes packets again."""
         self._decode(None)
+        self._decoder.flush_buffers()
 
     def _dispatch(self, frame: av.VideoFrame) -> None:
         pts = frame.pts

@@ -470,3 +470,54 @@ def test_a_1080p_source_gets_four_aligned_rungs() -> None:
         assert (frames[0].width, frames[0].height) == (rung.width, rung.height)
     assert all(r.frames_dropped == 0 for r in stats.rungs)  # type: ignore[attr-defined]
     assert elapsed < 60
+
+
+# -- publisher clocks -----------------------------------------------------------------------
+
+
+def rung_and_packager_after(
+    clip: Clip, second: Clip, reconnect: bool
+) -> tuple[list[EncodedPacket], list[int]]:
+    """The 160p rung and the packager's segment starts for ``clip`` followed by
+    ``second`` (after a pause/resume when ``reconnect``)."""
+    collected = Collected()
+    transcoder = Transcoder(SMALL[1:], collected, shed=False)
+    collector = Collector()
+    packager = Packager(collector)
+    try:
+        for index, part in enumerate((clip, second)):
+            if index and reconnect:
+                packager.pause()
+                packager.resume()
+                transcoder.resume()
+            for packet in packets(part) if index == 0 or reconnect else list(packets(part))[2:]:
+                transcoder.push(packet)
+                packager.push(packet)
+        transcoder.end()
+        packager.end()
+    finally:
+        transcoder.close()
+    starts = []
+    for _info, data in collector.segments:
+        video = next(run for run in read_fragments(data)[0] if run.track_id == 1)
+        starts.append((video.base_time + video.composition_offsets[0]) // 90)
+    return collected.packets["160p"], starts
+
+
+def test_a_reconnect_continues_the_timeline_and_starts_a_segment(half_second_gops: Clip) -> None:
+    out, starts = rung_and_packager_after(half_second_gops, half_second_gops, reconnect=True)
+    assert len(out) == 180
+    pts = [p.pts for p in out]
+    assert pts == sorted(set(pts))  # the restarted clock never goes back on the rung
+    assert [p.pts for p in out if p.keyframe] == starts
+    assert len(starts) == 6  # three segments per connection
+
+
+def test_a_publisher_clock_jumping_back_is_smoothed_like_the_packager(
+    half_second_gops: Clip,
+) -> None:
+    back = half_second_gops.shifted(-10_000)  # the same frames 10 s earlier on the wire
+    out, starts = rung_and_packager_after(half_second_gops, back, reconnect=False)
+    pts = [p.pts for p in out]
+    assert pts == sorted(set(pts))
+    assert [p.pts for p in out if p.keyframe] == starts
