@@ -369,6 +369,10 @@ class _RungWorker:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stats(self) -> RungStats:
         lag = 0.0
         if self.newest_in is not None:
@@ -597,13 +601,17 @@ class Transcoder:
                 worker.join()
         return self.stats()
 
-    def close(self) -> None:
-        """Stop now, dropping what is queued (the publish ended abruptly, or an error)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop now, dropping what is queued (the publish ended abruptly, or an error).
+        Waits up to ``timeout`` seconds per rung for the frame in hand; a rung stuck in
+        ``deliver`` is left behind (its thread is a daemon) and logged. Idempotent."""
         self._ended = True
         for worker in self._workers:
             worker.abort()
         for worker in self._workers:
-            worker.join()
+            worker.join(timeout)
+            if worker.alive:
+                log.warning("rung %s did not stop within %.1f s", worker.rung.name, timeout)
 
     def resume(self) -> None:
         """A new connection continues the publish (`Packager.resume`, called alongside):

@@ -521,3 +521,35 @@ def test_a_publisher_clock_jumping_back_is_smoothed_like_the_packager(
     pts = [p.pts for p in out]
     assert pts == sorted(set(pts))
     assert [p.pts for p in out if p.keyframe] == starts
+
+
+@pytest.mark.parametrize(("threads_per_rung", "decode_threads"), [(2, 1), (1, 2)])
+def test_more_threads_keep_the_alignment_and_timestamps(
+    half_second_gops: Clip, threads_per_rung: int, decode_threads: int
+) -> None:
+    """x264's frame threads hold frames back (a packet comes out later than its frame
+    goes in): the timestamps and IDRs still map to the right frames."""
+    collected, _stats = transcode(
+        half_second_gops,
+        SMALL[1:],
+        threads_per_rung=threads_per_rung,
+        decode_threads=decode_threads,
+    )
+    out = collected.packets["160p"]
+    assert [p.pts for p in out] == source_pts(half_second_gops)
+    assert [p.pts for p in out if p.keyframe] == packaged_segment_starts(half_second_gops)
+    received = {f.timestamp + f.composition_offset: f.received_at for f in half_second_gops.video}
+    assert [p.received_at for p in out] == [received[p.pts] for p in out]
+
+
+def test_close_does_not_hang_on_a_rung_stuck_in_deliver(half_second_gops: Clip) -> None:
+    release = threading.Event()
+    transcoder = Transcoder(SMALL[1:], lambda packet: release.wait(10), shed=True)
+    try:
+        for packet in list(packets(half_second_gops))[:40]:
+            transcoder.push(packet)
+        started = time.monotonic()
+        transcoder.close(timeout=0.5)
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
