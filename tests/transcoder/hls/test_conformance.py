@@ -11,6 +11,7 @@ import pytest
 from tests.transcoder.cmaf.media import Collector
 from tests.transcoder.hls.conformance import assert_conformant, strict_verdicts
 from tests.transcoder.hls.test_playlist import window
+from transcoder.cmaf.packager import PART_TARGET
 from transcoder.hls.playlist import (
     MediaPlaylist,
     Part,
@@ -18,7 +19,6 @@ from transcoder.hls.playlist import (
     render_media_playlist,
 )
 
-PART_TARGET = 1 / 3
 TARGET = 2
 
 
