@@ -12,9 +12,9 @@ from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
-from quotas import slots
+from quotas import slots, tally
 
-from . import broadcasts
+from . import actions, broadcasts
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ class PlatformIngest(IngestServer):
     reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
     lapsed leases (of any node: that is how a dead node's streams end) and upgrades
     source-only streams when transcode slots are free, and reconciles the Redis slot ledger
-    with the leases (quotas.slots). Stopping also ends the broadcasts
-    still waiting for their streamer.
+    with the leases (quotas.slots). Every check it also writes what admissions left for
+    later (`write_deferred`). Stopping also ends the broadcasts still waiting for their
+    streamer.
     """
 
     STOP_CHECK = 1.0
@@ -55,6 +56,8 @@ class PlatformIngest(IngestServer):
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        if settings.GOLIVE_DEFER_ADMISSION_WRITES:
+            defer_admission_writes()
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -72,6 +75,7 @@ class PlatformIngest(IngestServer):
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
+        await self.platform.workers.wrap(write_deferred)()
         await self.platform.aclose()
 
     async def _keep_house(self) -> None:
@@ -80,6 +84,7 @@ class PlatformIngest(IngestServer):
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
+        deferred = workers.wrap(write_deferred)
         tick = 0
         while True:
             await asyncio.sleep(self.STOP_CHECK)
@@ -88,12 +93,27 @@ class PlatformIngest(IngestServer):
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
                     live[session_id].stop(EndReason.FORCE_STOPPED)
+                await deferred()
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+def defer_admission_writes() -> None:
+    """Admissions in this process leave their tally counts and key uses for the
+    housekeeping to write (`write_deferred`): each would otherwise be a write and a commit
+    on the way to the publisher's answer, and the tally's on a row every admission
+    shares."""
+    tally.defer()
+    actions.defer_key_uses()
+
+
+def write_deferred() -> None:
+    tally.flush()
+    actions.write_key_uses()
 
 
 def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:

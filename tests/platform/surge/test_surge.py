@@ -146,10 +146,12 @@ def test_the_client_reads_lengths_and_chunks_and_stamps_each_answer() -> None:
 def test_the_probes_are_taken_evenly_from_the_schedule_and_the_crowd_keeps_the_rest() -> None:
     slots = schedule("plateau", 1000, 60, ramp=10)
     probes, crowd = split_probes(slots, 20)
-    assert len(probes) == 20 and len(crowd) == 980
+    assert len(probes) == 20
+    assert len(crowd) == 980
     assert sorted(probes + crowd, key=lambda s: s.join) == slots  # each slot once
     joins = sorted(s.join for s in probes)
-    assert joins[0] == 0 and 9 < joins[-1] < 10  # through the whole ramp, not its start
+    assert joins[0] == 0
+    assert 9 < joins[-1] < 10
     assert split_probes(slots[:1], 20) == (slots[:1], [])
     assert split_probes(slots, 0) == ([], slots)
     with pytest.raises(ValueError, match="probes"):
