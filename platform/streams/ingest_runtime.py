@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import threading
 
 from django.conf import settings
+from django.db import connections
 
 from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
@@ -56,6 +59,7 @@ class PlatformIngest(IngestServer):
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        await open_worker_connections(self.platform)
         if settings.GOLIVE_DEFER_ADMISSION_WRITES:
             defer_admission_writes()
         await super().start(host, port)
@@ -100,6 +104,25 @@ class PlatformIngest(IngestServer):
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+async def open_worker_connections(platform: PlatformGatekeeper) -> None:
+    """Every database worker opens its connection before the first publish: a node
+    (re)started while its encoders reconnect all at once would otherwise open them in the
+    middle of that burst, a PostgreSQL backend each on the way to the answers."""
+    workers = platform.workers
+    barrier = threading.Barrier(workers.size)
+
+    def open_here() -> None:
+        # Each call waits for the others, so each runs on a worker of its own.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections["default"].ensure_connection()
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(loop.run_in_executor(workers.executor, open_here) for _ in range(workers.size))
+    )
 
 
 def defer_admission_writes() -> None:
