@@ -16,6 +16,7 @@ from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
 from quotas import slots, tally
+from quotas.actions import keep_quota_for
 
 from . import actions, broadcasts
 from .gatekeeper import PlatformGatekeeper
@@ -47,6 +48,7 @@ class PlatformIngest(IngestServer):
 
     STOP_CHECK = 1.0
     REAP_EVERY = 2
+    QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
@@ -60,6 +62,7 @@ class PlatformIngest(IngestServer):
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
         await open_worker_connections(self.platform)
+        keep_quota_for(self.QUOTA_MAX_AGE)
         if settings.GOLIVE_DEFER_ADMISSION_WRITES:
             defer_admission_writes()
         await super().start(host, port)
