@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 
 from django.conf import settings
+from django.db import connections
 
 from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
-from quotas import slots
+from quotas import slots, tally
+from quotas.actions import keep_quota_for
 
-from . import broadcasts
+from . import actions, broadcasts
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -36,12 +40,14 @@ class PlatformIngest(IngestServer):
     reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
     lapsed leases (of any node: that is how a dead node's streams end) and upgrades
     source-only streams when transcode slots are free, and reconciles the Redis slot ledger
-    with the leases (quotas.slots). Stopping also ends the broadcasts
-    still waiting for their streamer.
+    with the leases (quotas.slots). Every check it also writes what admissions left for
+    later (`write_deferred`). Stopping also ends the broadcasts still waiting for their
+    streamer.
     """
 
     STOP_CHECK = 1.0
     REAP_EVERY = 2
+    QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
@@ -54,6 +60,10 @@ class PlatformIngest(IngestServer):
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        await open_worker_connections(self.platform)
+        keep_quota_for(self.QUOTA_MAX_AGE)
+        if settings.GOLIVE_DEFER_ADMISSION_WRITES:
+            defer_admission_writes()
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -71,6 +81,7 @@ class PlatformIngest(IngestServer):
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
+        await self.platform.workers.wrap(write_deferred)()
         await self.platform.aclose()
 
     async def _keep_house(self) -> None:
@@ -79,6 +90,7 @@ class PlatformIngest(IngestServer):
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
+        deferred = workers.wrap(write_deferred)
         tick = 0
         while True:
             await asyncio.sleep(self.STOP_CHECK)
@@ -87,12 +99,46 @@ class PlatformIngest(IngestServer):
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
                     live[session_id].stop(EndReason.FORCE_STOPPED)
+                await deferred()
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+async def open_worker_connections(platform: PlatformGatekeeper) -> None:
+    """Every database worker opens its connection before the first publish: a node
+    (re)started while its encoders reconnect all at once would otherwise open them in the
+    middle of that burst, a PostgreSQL backend each on the way to the answers."""
+    workers = platform.workers
+    barrier = threading.Barrier(workers.size)
+
+    def open_here() -> None:
+        # Each call waits for the others, so each runs on a worker of its own.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections["default"].ensure_connection()
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(loop.run_in_executor(workers.executor, open_here) for _ in range(workers.size))
+    )
+
+
+def defer_admission_writes() -> None:
+    """Admissions in this process leave their tally counts and key uses for the
+    housekeeping to write (`write_deferred`): each would otherwise be a write and a commit
+    on the way to the publisher's answer, and the tally's on a row every admission
+    shares."""
+    tally.defer()
+    actions.defer_key_uses()
+
+
+def write_deferred() -> None:
+    tally.flush()
+    actions.write_key_uses()
 
 
 def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:
