@@ -513,3 +513,20 @@ def force_stop(session_id: int, *, by: str, reason: str = "") -> bool:
         session_id, session.channel.slug, by, f": {reason}" if reason else "",
     )
     return True
+
+
+def find_live_publish(key: str) -> tuple[int, str] | None:
+    """The session and ingest node of the publish now live (connected, not waiting for a
+    reconnect) on the channel whose current key this is, or None. A takeover's target:
+    only the channel's current key finds it, so a revoked or rotated key, or another
+    channel's, can never replace a publish."""
+    channel = find_channel_by_key(key)
+    if channel is None:
+        return None
+    return (
+        LiveSession.objects.filter(
+            channel=channel, ended_at__isnull=True, disconnected_at__isnull=True
+        )
+        .values_list("pk", "ingest_node")
+        .first()
+    )

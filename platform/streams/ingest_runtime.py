@@ -12,9 +12,10 @@ from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
+from ingest.throttle import RedisKeyAttemptStore
 from quotas import slots
 
-from . import broadcasts
+from . import broadcasts, takeovers
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,12 @@ class PlatformIngest(IngestServer):
 
     Housekeeping, one task per node: every `STOP_CHECK` seconds one query finds which of
     this node's live sessions the platform has ended (a force stop, a lease another node
-    reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
-    lapsed leases (of any node: that is how a dead node's streams end) and upgrades
-    source-only streams when transcode slots are free, and reconciles the Redis slot ledger
-    with the leases (quotas.slots). Stopping also ends the broadcasts
-    still waiting for their streamer.
+    reaped) and drops their publishers, and the takeover requests of other nodes (an
+    encoder reconnected there) end this node's silent publishes they name; every
+    `REAP_EVERY` checks it frees the slots of lapsed leases (of any node: that is how a
+    dead node's streams end) and upgrades source-only streams when transcode slots are
+    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Stopping
+    also ends the broadcasts still waiting for their streamer.
     """
 
     STOP_CHECK = 1.0
@@ -50,6 +52,7 @@ class PlatformIngest(IngestServer):
     thumbnails = False
     _housekeeping: asyncio.Task[None] | None = None
     _thumbnails: asyncio.Task[None] | None = None
+    _takeovers: set[asyncio.Task[bool]]
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
         # The slot ledger from the leases before the first publish: claims a crashed run
@@ -73,10 +76,14 @@ class PlatformIngest(IngestServer):
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
         await self.platform.aclose()
+        if isinstance(self.key_attempts, RedisKeyAttemptStore):
+            await self.key_attempts.aclose()
 
     async def _keep_house(self) -> None:
         workers = self.platform.workers
         ended_among = workers.wrap(broadcasts.ended_among)
+        take_requests = workers.wrap(takeovers.take_requests)
+        self._takeovers = set()
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
@@ -88,12 +95,27 @@ class PlatformIngest(IngestServer):
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
                     live[session_id].stop(EndReason.FORCE_STOPPED)
+                for session_id in await take_requests(self.config.node):
+                    # Not awaited here: it may wait up to takeover_silence.
+                    task = asyncio.ensure_future(self.take_over(session_id))
+                    self._takeovers.add(task)
+                    task.add_done_callback(self._takeovers.discard)
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+def key_attempt_store() -> RedisKeyAttemptStore | None:
+    """Wrong keys counted in Redis, shared by every ingest node, when Redis is configured
+    (the cluster); else None: this process's memory (the embedded mode's one node)."""
+    if not settings.REDIS_URL:
+        return None
+    return RedisKeyAttemptStore.from_url(
+        settings.REDIS_URL, prefix=f"{settings.GOLIVE_REDIS_PREFIX}:throttle:"
+    )
 
 
 def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:
@@ -116,7 +138,9 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
             part_target=PART_TARGET, max_segment_duration=target_duration()
         )
         sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
-    server = PlatformIngest(gatekeeper, sink_factory, config=ingest_config())
+    server = PlatformIngest(
+        gatekeeper, sink_factory, config=ingest_config(), key_attempts=key_attempt_store()
+    )
     server.platform = gatekeeper
     server.grace = grace
     server.thumbnails = delivering
