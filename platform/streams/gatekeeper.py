@@ -82,6 +82,8 @@ class PlatformGatekeeper:
         self._conclude = workers.wrap(broadcasts.conclude_grace)
         self._live_publish = workers.wrap(broadcasts.find_live_publish)
         self._request_takeover = workers.wrap(takeovers.request)
+        self._node_alive = workers.wrap(takeovers.is_alive)
+        self._close_lost = workers.wrap(broadcasts.close_lost_session)
         # Counts of the connections before a reconnect, per resumed session: the
         # session's figures are theirs plus the current connection's.
         self._carried: dict[int, dict[str, int]] = {}
@@ -97,13 +99,17 @@ class PlatformGatekeeper:
     async def _offer_takeover(self, request: PublishRequest, refusal: Refusal) -> Grant | Refusal:
         """The channel is live already. With its current key: on this node, the ingest may
         replace its publish if silent (``Refusal.takeover``); on another node, that node
-        is asked to, and the publish is decided again once it has (within TAKEOVER_WAIT)."""
+        is asked to, and the publish is decided again once it has (within TAKEOVER_WAIT);
+        if that node is dead, its session ends now, as its lease's expiry would later."""
         live = await self._live_publish(request.key)
         if live is None:
             return refusal
         session_id, node = live
         if node == request.node:
             return replace(refusal, takeover=session_id)
+        if not await self._node_alive(node):
+            await self._close_lost(session_id)
+            return await self._admit(request)
         if not await self._request_takeover(node, session_id):
             return refusal
         loop = asyncio.get_running_loop()

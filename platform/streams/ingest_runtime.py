@@ -58,6 +58,8 @@ class PlatformIngest(IngestServer):
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        # Alive before the first publish: another node never takes this one for dead.
+        await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -72,6 +74,7 @@ class PlatformIngest(IngestServer):
         if self._thumbnails is not None:
             self._thumbnails.cancel()
         await super().stop(grace)
+        await self.platform.workers.wrap(takeovers.forget)(self.config.node)
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)

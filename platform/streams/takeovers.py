@@ -1,9 +1,11 @@
-"""Takeover requests between ingest nodes, in Redis.
+"""Takeover requests between ingest nodes, in Redis, and which nodes are alive.
 
 An encoder that reconnects to another ingest node than the one still holding its old
 (silent) connection asks that node to let go: the request waits in a set per node, which
 the node's housekeeping empties every second (`PlatformIngest`) and answers by ending the
-publish if it is silent. Without Redis there is one ingest node, and no request to make.
+publish if it is silent. The same round trip renews the node's "alive" mark, which lapses
+ALIVE_TTL seconds after a node dies: a reconnect then need not wait for the lease of the
+dead node's session to expire. Without Redis there is one ingest node, and nothing to ask.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # A request not taken within this many seconds is dropped (its node is gone).
 REQUEST_TTL = 10
+# A node not heard of for this long is dead (it renews its mark every second).
+ALIVE_TTL = 5
 
 
 @cache
@@ -28,6 +32,22 @@ def _redis(url: str):  # type: ignore[no-untyped-def]
 
 def _key(node: str) -> str:
     return f"{settings.GOLIVE_REDIS_PREFIX}:takeover:{node}"
+
+
+def _alive_key(node: str) -> str:
+    return f"{settings.GOLIVE_REDIS_PREFIX}:node-alive:{node}"
+
+
+def is_alive(node: str) -> bool:
+    """Whether ``node`` renewed its mark within ALIVE_TTL. True when that cannot be known
+    (no Redis, or Redis unreachable): a node is never declared dead on a doubt."""
+    if not settings.REDIS_URL:
+        return True
+    try:
+        return bool(_redis(settings.REDIS_URL).exists(_alive_key(node)))
+    except Exception as error:
+        log.warning("could not tell whether ingest node %s is alive: %s", node, error)
+        return True
 
 
 def request(node: str, session_id: int) -> bool:
@@ -47,11 +67,26 @@ def request(node: str, session_id: int) -> bool:
 
 
 def take_requests(node: str) -> list[int]:
-    """The sessions other nodes asked this node to hand over, once each."""
+    """Marks ``node`` alive; returns the sessions other nodes asked it to hand over, once
+    each. Called every second by the node's housekeeping (and once as it starts)."""
     if not settings.REDIS_URL:
         return []
-    with _redis(settings.REDIS_URL).pipeline(transaction=True) as pipe:
-        pipe.smembers(_key(node))
-        pipe.delete(_key(node))
-        members, _ = pipe.execute()
+    try:
+        with _redis(settings.REDIS_URL).pipeline(transaction=True) as pipe:
+            pipe.set(_alive_key(node), "1", ex=ALIVE_TTL)
+            pipe.smembers(_key(node))
+            pipe.delete(_key(node))
+            _, members, _ = pipe.execute()
+    except Exception as error:  # the rest of the housekeeping goes on
+        log.warning("could not read takeover requests for %s: %s", node, error)
+        return []
     return [int(member) for member in members]
+
+
+def forget(node: str) -> None:
+    """Drops ``node``'s alive mark (it is stopping)."""
+    if settings.REDIS_URL:
+        try:
+            _redis(settings.REDIS_URL).delete(_alive_key(node))
+        except Exception as error:
+            log.warning("could not drop the alive mark of %s: %s", node, error)
