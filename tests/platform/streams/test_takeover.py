@@ -56,6 +56,26 @@ def test_a_publish_waiting_for_its_reconnect_is_no_takeover_target(db, settings)
     assert broadcasts.find_live_publish(alice.key) is None
 
 
+def test_takeover_requests_reach_their_node_once_and_keep_it_alive(settings) -> None:
+    if not settings.REDIS_URL:
+        pytest.skip("requests go through Redis (the cluster mode)")
+    assert not takeovers.is_alive("node-x"), "a node never heard of is not alive"
+    assert takeovers.request("node-x", 7)
+    assert takeovers.request("node-x", 8)
+    assert sorted(takeovers.take_requests("node-x")) == [7, 8]
+    assert takeovers.take_requests("node-x") == [], "each request is taken once"
+    assert takeovers.is_alive("node-x"), "taking requests marks the node alive"
+    takeovers.forget("node-x")
+    assert not takeovers.is_alive("node-x")
+
+
+def test_without_redis_there_is_no_other_node_to_ask(settings) -> None:
+    settings.REDIS_URL = ""
+    assert takeovers.request("node-x", 7) is False
+    assert takeovers.take_requests("node-x") == []
+    assert takeovers.is_alive("node-x"), "never declared dead on a doubt"
+
+
 # -- with the ingest and real encoders ----------------------------------------------------
 
 
