@@ -11,11 +11,15 @@ that was admitted from that same address before (within ``trusted_key_days``). S
 streamer whose neighbour behind the same address guesses keys still goes live with the
 key they used there before, and the guesser's guesses are never looked up. Each check
 takes its place in the count before it is made (and gives it back when the key is
-right), so parallel attempts over several nodes cannot overshoot the limit.
+right), so parallel attempts over several nodes cannot overshoot the limit; an attempt
+that finds every place held by checks still under way waits for one (right keys give theirs
+back within a database round trip), so many encoders starting at once behind one address
+are queued for a moment, not refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -43,6 +47,8 @@ class ThrottlePolicy:
     max_block_seconds: int = 3600
     # Held before answering a wrong key: grows with each failure in the window.
     delay_step: float = 0.25
+    # Longest wait for a place when every one is held by checks under way.
+    queue_seconds: float = 10.0
     # How long an address remembers a key admitted from it, and how many it remembers.
     trusted_key_days: float = 30.0
     trusted_keys_per_address: int = 16
@@ -51,10 +57,12 @@ class ThrottlePolicy:
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """The answer to "may this key be checked?": ``wait`` seconds (0: yes). ``ticket``
-    is the place the check holds in the address's count, if it took one."""
+    is the place the check holds in the address's count, if it took one; ``queued``: no,
+    for now, because every place is held by checks under way (not a block)."""
 
     wait: int
     ticket: str | None = None
+    queued: bool = False
 
 
 class KeyAttemptStore(Protocol):
@@ -92,7 +100,16 @@ class FailedKeyThrottle:
         self.store: KeyAttemptStore = store or MemoryKeyAttemptStore()
 
     async def begin(self, ip: str, key: str) -> Attempt:
-        return await self.store.begin(ip, key_id(key), self.policy)
+        """Whether ``key`` may be checked now; waits (up to ``queue_seconds``) while
+        every place is held by checks under way."""
+        digest = key_id(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.queue_seconds
+        while True:
+            attempt = await self.store.begin(ip, digest, self.policy)
+            if not attempt.queued or loop.time() >= deadline:
+                return attempt
+            await asyncio.sleep(0.05)
 
     async def failed(self, ip: str, attempt: Attempt) -> float:
         """Counts a wrong key; returns how long to hold the answer, in seconds."""
@@ -128,11 +145,14 @@ class MemoryKeyAttemptStore:
         attempts = self._attempts[ip]
         while attempts and now - attempts[0][0] > policy.window:
             attempts.popleft()
-        if not blocked and len(attempts) >= policy.max_failures:
-            # Every place is held by checks still under way: wait for one to leave.
+        queued = not blocked and len(attempts) >= policy.max_failures
+        if queued:
+            # Every place is held by checks under way: wait for one to be given back.
             blocked = max(1, math.ceil(attempts[0][0] + policy.window - now))
         if blocked:
-            return Attempt(0) if self._is_trusted(ip, key_id, now) else Attempt(blocked)
+            if self._is_trusted(ip, key_id, now):
+                return Attempt(0)
+            return Attempt(blocked, queued=queued)
         ticket = uuid.uuid4().hex
         attempts.append((now, ticket))
         self._prune(now, policy)
@@ -199,18 +219,20 @@ _BEGIN = """
 local now = tonumber(ARGV[1])
 local wait = redis.call('PTTL', KEYS[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+local queued = 0
 if wait <= 0 and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   wait = tonumber(oldest[2]) + tonumber(ARGV[2]) - now
+  queued = 1
 end
 if wait > 0 then
   local trusted = redis.call('ZSCORE', KEYS[4], ARGV[4])
-  if trusted and tonumber(trusted) > now then return {0, ''} end
-  return {math.max(1, math.ceil(wait / 1000)), ''}
+  if trusted and tonumber(trusted) > now then return {0, '', 0} end
+  return {math.max(1, math.ceil(wait / 1000)), '', queued}
 end
 redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {0, ARGV[5]}
+return {0, ARGV[5], 0}
 """
 
 # ARGV: now (ms), window (ms), max failures, block (ms), longest block (ms), ticket.
@@ -273,14 +295,14 @@ class RedisKeyAttemptStore:
         ticket = uuid.uuid4().hex
         args: list[str | int] = [_ms(), _ms(policy.window), policy.max_failures, key_id, ticket]
         try:
-            wait, held = await self._begin(keys=self._keys(ip), args=args)
+            wait, held, queued = await self._begin(keys=self._keys(ip), args=args)
         except Exception as error:  # redis errors, timeouts, a lost connection
             self._warn(error)
             attempt = self._fallback.begin_now(ip, key_id, policy)
             if attempt.ticket is not None:
                 self._local.add(attempt.ticket)
             return attempt
-        return Attempt(int(wait), held.decode() if held else None)
+        return Attempt(int(wait), held.decode() if held else None, bool(queued))
 
     async def fail(self, ip: str, ticket: str | None, policy: ThrottlePolicy) -> int:
         if ticket in self._local:

@@ -28,7 +28,9 @@ from tests.ingest.clients import RawPublisher
 from tests.ingest.harness import FakeGatekeeper
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-POLICY = ThrottlePolicy(max_failures=4, window=60, block_seconds=60, delay_step=0)
+POLICY = ThrottlePolicy(
+    max_failures=4, window=60, block_seconds=60, delay_step=0, queue_seconds=0.2
+)
 IP, NEIGHBOUR = "198.51.100.7", "198.51.100.8"
 
 
@@ -132,6 +134,26 @@ def test_checks_under_way_hold_their_places_so_parallel_guesses_cannot_overshoot
     waits = asyncio.run(run())
     assert waits[:4] == [0, 0, 0, 0]
     assert all(wait > 0 for wait in waits[4:]), waits
+
+
+def test_a_check_finding_every_place_held_waits_for_one_to_be_given_back(make_store) -> None:
+    """Many encoders starting at once behind one address: queued, not refused."""
+
+    async def run() -> tuple[int, int]:
+        node_a = FailedKeyThrottle(POLICY, await make_store())
+        node_b = FailedKeyThrottle(
+            ThrottlePolicy(max_failures=4, delay_step=0, queue_seconds=5), await make_store()
+        )
+        held = [await node_a.begin(IP, f"key-{i}") for i in range(4)]
+        waiting = asyncio.ensure_future(node_b.begin(IP, "key-4"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await node_a.key_accepted(IP, "key-0", held[0])  # a right key gives its place back
+        fifth = await asyncio.wait_for(waiting, 2)
+        await close_all(node_a.store, node_b.store)
+        return fifth.wait, sum(attempt.wait for attempt in held)
+
+    assert asyncio.run(run()) == (0, 0)
 
 
 def test_a_key_admitted_from_the_address_before_is_still_checked_during_a_block(
