@@ -2,18 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
+from golive.roles import is_ops
 from streams.models import Channel
-
-
-def is_ops(user: Any) -> bool:
-    """Staff in the ops group (or superusers) may read and set the quota."""
-    if not (user and user.is_authenticated and user.is_staff):
-        return False
-    return bool(user.is_superuser or user.groups.filter(name=settings.GOLIVE_OPS_GROUP).exists())
 
 
 class IsOps(BasePermission):

@@ -2,7 +2,7 @@
 
 The socket is authenticated by the session cookie, which a browser sends with a WebSocket
 opened by any site (cross-site WebSocket hijacking). Channels' AllowedHostsOriginValidator
-trusts every origin when ALLOWED_HOSTS is "*" (the embedded default), so the check here is
+trusts every origin when ALLOWED_HOSTS is "*" (as an operator may set it), so the check here is
 the same one as CSRF's: the Origin header names the host the request came to, or one of
 CSRF_TRUSTED_ORIGINS.
 """

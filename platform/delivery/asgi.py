@@ -27,6 +27,8 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse
 from django.urls import Resolver404, ResolverMatch, resolve
 
+from .responses import MOMENTARY, error
+
 log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
@@ -73,8 +75,8 @@ class OriginApplication:
             raise
         except Exception:
             log.exception("origin error on %s", scope.get("path"))
-            response = HttpResponse(b"internal error\n", status=500, content_type="text/plain")
-        await _send(response, send)
+            response = error(500, "internal error", MOMENTARY)
+        await _send(response, send, head=scope["method"] == "HEAD")
 
 
 def _direct_match(scope: Scope) -> ResolverMatch | None:
@@ -102,7 +104,9 @@ async def _disconnect(receive: Receive) -> None:
         pass
 
 
-async def _send(response: HttpResponse, send: Send) -> None:
+async def _send(response: HttpResponse, send: Send, *, head: bool = False) -> None:
+    """Sends ``response``; to a HEAD request its headers only, Content-Length included (the
+    length a GET would get)."""
     body = response.content
     headers = [
         (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()
@@ -110,4 +114,4 @@ async def _send(response: HttpResponse, send: Send) -> None:
     if not response.has_header("Content-Length"):
         headers.append((b"Content-Length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})

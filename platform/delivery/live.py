@@ -7,14 +7,13 @@ import threading
 
 from django.conf import settings
 
+from transcoder.cmaf.packager import PART_TARGET  # noqa: F401  (delivery's users import it here)
 from transcoder.live_index import LiveIndex, open_live_index
+from transcoder.renditions import SOURCE as SOURCE  # re-exported for delivery's users
 
 from .segment_store import SegmentStore
 
-SOURCE = "source"
-# 10 frames at 30 fps span 333 or 334 ms in RTMP's whole milliseconds: a 0.334 s target
-# keeps them in one part (1/3 would cut 9-frame parts of 0.3 s).
-PART_TARGET = 0.334
+
 def target_duration() -> int:
     """EXT-X-TARGETDURATION, fixed for a broadcast (settings.GOLIVE_HLS_TARGET_DURATION)."""
     return int(settings.GOLIVE_HLS_TARGET_DURATION)

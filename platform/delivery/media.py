@@ -5,30 +5,37 @@ from __future__ import annotations
 
 import asyncio
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.utils._os import safe_join
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
-from .segment_store import IMMUTABLE, segment_storage
-from .storage import content_type
+from .responses import IMMUTABLE, MOMENTARY, SETTLED, content_type, error
+from .segment_store import segment_storage
 
 
-@require_GET
+@require_safe
 async def serve_segment_file(request: HttpRequest, name: str) -> HttpResponse:
     storage = segment_storage()
     location = getattr(storage, "location", None)
     if location is None:
-        raise Http404("segments are not stored locally")
+        return error(404, "segments are not stored locally", SETTLED)
     try:
         path = safe_join(location, name)
     except Exception:  # SuspiciousFileOperation: a path that leaves the store
-        raise Http404("no such file") from None
+        return error(404, "no such file", SETTLED)
     try:
         handle = await asyncio.to_thread(open, path, "rb")
     except OSError:
-        raise Http404("no such file") from None
+        # A segment still on its way to the store, or a VOD playlist not yet written.
+        return error(404, "no such file", MOMENTARY)
     response = FileResponse(handle, content_type=content_type(name))
     # Playlists written at the end of a broadcast (VOD) never change either.
     response["Cache-Control"] = IMMUTABLE
     response["Access-Control-Allow-Origin"] = "*"
     return response
+
+
+async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Any other URL under /live/ or /media/: the origin's own short 404, never a
+    framework page (with DEBUG on, Django's lists the URLconf)."""
+    return error(404, "not found", SETTLED)

@@ -1,5 +1,8 @@
 """From the packager to viewers: parts into the live index, segments into the segment
-store (then the index), and at the end a VOD playlist. One `DeliveryOutput` per publish.
+store (then the index), and at the end a VOD playlist. One `DeliveryOutput` per rendition
+of a publish (the source's, and each transcoded rung's): it also keeps the rendition's
+description (`transcoder.renditions.Rendition`, bandwidth measured) in the live index,
+where every origin reads the multivariant playlist from.
 
 The packager calls the output synchronously from the ingest's event loop; the output
 queues each call and one task per publish carries them out in order, so the index sees
@@ -24,10 +27,10 @@ from transcoder.hls.playlist import (
     target_duration_for,
 )
 from transcoder.live_index import LiveIndex, PartRef, SegmentRef
+from transcoder.renditions import SOURCE, Rendition, from_init
 
 from .live import (
     PART_TARGET,
-    SOURCE,
     live_index,
     segment_store,
     store_path,
@@ -37,11 +40,6 @@ from .live import (
 from .segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
-
-# Variant details per channel for the multivariant playlist, kept by the process that
-# packages the stream (the embedded mode reads them here; other processes ask the DB).
-VARIANTS: dict[str, DeliveryOutput] = {}
-
 
 @dataclass
 class _Stored:
@@ -57,11 +55,17 @@ class DeliveryOutput:
     grant: Grant
     index: LiveIndex
     store: SegmentStore
+    rendition: str = SOURCE
     queue: asyncio.Queue[tuple[str, object, bytes]] = field(default_factory=asyncio.Queue)
     stored: list[_Stored] = field(default_factory=list)
     init_url: str = ""
     peak_bps: int = 0
     init_info: InitInfo | None = None
+    # Bits and seconds of the complete segments, for AVERAGE-BANDWIDTH.
+    bits: int = 0
+    seconds: float = 0.0
+    first_part_bps: int | None = None
+    described: Rendition | None = None
 
     def __post_init__(self) -> None:
         self.stream = stream_name(self.grant.session_id)
@@ -69,8 +73,6 @@ class DeliveryOutput:
 
     # PackagerOutput: called synchronously by the packager.
     def init(self, info: InitInfo, data: bytes) -> None:
-        self.init_info = info
-        VARIANTS[self.grant.channel] = self
         self.queue.put_nowait(("init", info, data))
 
     def part(self, info: PartInfo, data: bytes) -> None:
@@ -100,17 +102,25 @@ class DeliveryOutput:
                 log.exception("delivery of %s failed at %s", self.stream, kind)
 
     async def _init(self, info: InitInfo, data: bytes) -> None:
-        path = store_path(self.grant.session_id, SOURCE, f"init-{info.generation}.mp4")
+        path = store_path(self.grant.session_id, self.rendition, f"init-{info.generation}.mp4")
         self.init_url = await asyncio.to_thread(self.store.save, path, data)
         await self.index.set_init(
-            self.stream, SOURCE, data, PART_TARGET, target_duration=target_duration(),
+            self.stream, self.rendition, data, PART_TARGET, target_duration=target_duration(),
             url=self.init_url,
         )
+        self.init_info = info  # what the parts queued from now on are described by
+        self.described = None  # said again with every init: the index may have been reset
+        await self._describe()
 
     async def _part(self, info: PartInfo, data: bytes) -> None:
+        if self.first_part_bps is None and info.duration > 0:
+            # Before the first segment (and without the publisher's own figure) the
+            # first part's rate stands for BANDWIDTH: it holds the key frame, so it errs high.
+            self.first_part_bps = int(len(data) * 8 / max(info.duration, 0.1))
+            await self._describe()
         await self.index.add_part(
             self.stream,
-            SOURCE,
+            self.rendition,
             PartRef(info.msn, info.index, info.duration, info.independent),
             data,
             program_date_time=info.program_date_time,
@@ -121,7 +131,7 @@ class DeliveryOutput:
         # cannot be fetched, and a segment's URI never changes between reloads (hls.js
         # treats a changed URI as a broken playlist). Parts of the next segment wait in
         # the queue meanwhile: one upload's time, every segment.
-        path = store_path(self.grant.session_id, SOURCE, f"seg-{info.msn}.m4s")
+        path = store_path(self.grant.session_id, self.rendition, f"seg-{info.msn}.m4s")
         url: str | None
         try:
             url = await asyncio.to_thread(self.store.save, path, data)
@@ -132,7 +142,7 @@ class DeliveryOutput:
             url = None
         await self.index.complete_segment(
             self.stream,
-            SOURCE,
+            self.rendition,
             SegmentRef(
                 info.msn,
                 info.duration,
@@ -145,12 +155,34 @@ class DeliveryOutput:
             self.stored.append(
                 _Stored(info.msn, info.duration, info.program_date_time, url, info.discontinuity)
             )
-            self.peak_bps = max(self.peak_bps, int(len(data) * 8 / max(info.duration, 0.1)))
+        self.peak_bps = max(self.peak_bps, int(len(data) * 8 / max(info.duration, 0.1)))
+        self.bits += len(data) * 8
+        self.seconds += info.duration
+        await self._describe()
+
+    async def _describe(self) -> None:
+        """Keeps the rendition's description in the index current: after the init, at the
+        first part, and whenever a segment changes its measured bit rate."""
+        if self.init_info is None:
+            return
+        average = int(self.bits / self.seconds) if self.seconds > 0 else None
+        description = from_init(
+            self.init_info, name=self.rendition, peak_bps=self.peak_bps or None,
+            average_bps=average, first_part_bps=self.first_part_bps,
+        )
+        if description is None or description == self.described:
+            return
+        try:
+            await self.index.describe(self.stream, description)
+        except Exception:
+            # A viewer's quality menu may be stale for a segment; the media must go on.
+            log.exception("the description of %s/%s could not be kept", self.stream,
+                          self.rendition)
+            return
+        self.described = description
 
     async def _end(self) -> None:
         await self.index.end(self.stream)
-        if VARIANTS.get(self.grant.channel) is self:
-            del VARIANTS[self.grant.channel]
         if self.stored and self.init_url:
             await self._write_vod()
 
@@ -169,7 +201,7 @@ class DeliveryOutput:
             media_sequence=stored[0].msn,
         )
         text = render_media_playlist(playlist, low_latency=False).encode()
-        path = store_path(self.grant.session_id, SOURCE, "vod.m3u8")
+        path = store_path(self.grant.session_id, self.rendition, "vod.m3u8")
         await asyncio.to_thread(self.store.save, path, text)
         await sync_to_async(_record_vod)(self.grant.session_id, path)
 

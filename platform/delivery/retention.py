@@ -13,7 +13,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from streams.gatekeeper import database_call
+from golive.db import database_call
 from streams.models import LiveSession
 
 from .live import recording_prefix

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 
+from .responses import IMMUTABLE  # noqa: F401  (the one constant; the store's users import it here)
+
 log = logging.getLogger(__name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"
 RETRY_DELAYS = (0.1, 0.3, 1.0, 3.0)
 
 

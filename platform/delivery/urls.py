@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import origin
-from .media import serve_segment_file
+from .media import not_found, serve_segment_file
 
 LIVE = "live/<slug:slug>/<int:session>/<str:rendition>/"
 
@@ -14,4 +14,6 @@ urlpatterns = [
     path(LIVE + "part-<int:msn>.<int:index>.m4s", origin.part, name="live-part"),
     path(LIVE + "seg-<int:msn>.m4s", origin.segment, name="live-segment"),
     path("media/hls/<path:name>", serve_segment_file, name="segment-file"),
+    # Last: whatever else is asked under these two gets the origin's short 404.
+    re_path(r"^(?:live|media)/(?P<path>.*)$", not_found, name="delivery-not-found"),
 ]

@@ -24,7 +24,7 @@ from viewers.asgi import BeaconApplication  # noqa: E402
 # is intercepted: every other request goes straight to Django, fully async.
 http_application = (
     ASGIStaticFilesHandler(django_application)
-    if os.environ.get("GOLIVE_SERVE_STATIC", "1") != "0" and settings.STATIC_URL
+    if settings.GOLIVE_SERVE_STATIC and settings.STATIC_URL
     else django_application
 )
 

@@ -1,6 +1,6 @@
 """System checks with stable ids for configuration that would otherwise break at run time.
 
-ids: golive.E001 SECRET_KEY unset with DEBUG off; golive.E002 PyAV missing or without
+ids: golive.E001 SECRET_KEY unset in production (GOLIVE_HTTPS); golive.E002 PyAV missing or without
 libx264; golive.E003 PyAV without an AAC encoder; golive.E004 the S3 bucket unreachable;
 golive.E005 GOLIVE_TRUSTED_PROXIES names something that is not an address or network.
 """
@@ -17,12 +17,15 @@ TAG = "golive"
 
 @register(TAG)
 def check_secret_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    if settings.DEBUG or not settings.SECRET_KEY_IS_DEFAULT:
+    # Elsewhere an unset key is generated into DATA_DIR: right for one machine, wrong for
+    # servers behind one name, which would each sign with their own.
+    if not settings.GOLIVE_HTTPS or not settings.SECRET_KEY_IS_DEFAULT:
         return []
     return [
         Error(
-            "SECRET_KEY is not set and DEBUG is off.",
-            hint="Set the SECRET_KEY environment variable to a long random string.",
+            "SECRET_KEY is not set in production (GOLIVE_HTTPS is on).",
+            hint="Set the SECRET_KEY environment variable to the same long random string "
+                 "on every server.",
             id="golive.E001",
         )
     ]

@@ -8,50 +8,40 @@ variable.
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 
+from golive.environment import (
+    env,
+    env_bool,
+    env_float,
+    env_int,
+    env_is_set,
+    env_list,
+    local_secret_key,
+)
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-
-
-def env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
-
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return default if value in (None, "") else float(value)
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
-DEBUG = env_bool("DEBUG", True)
-# Unset with DEBUG off is a configuration error, reported by check golive.E001 at start.
-SECRET_KEY = env("SECRET_KEY") or "golive-insecure-development-key-never-use-in-production"
-SECRET_KEY_IS_DEFAULT = not env("SECRET_KEY")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*" if DEBUG else "localhost,127.0.0.1")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 # Where the embedded mode keeps its database and generated secrets; ignored by git.
 DATA_DIR = Path(env("GOLIVE_DATA_DIR", str(BASE_DIR / "var")))
+
+# Off unless asked for: DEBUG shows settings, SQL and the URLconf to whoever gets an error
+# page. `manage.py up` refuses it on an address beyond loopback.
+DEBUG = env_bool("DEBUG", False)
+# Unset: a key generated once into DATA_DIR, shared by every process of this checkout. A
+# cluster spanning machines sets one for all; with GOLIVE_HTTPS (production) it must be set
+# (check golive.E001).
+SECRET_KEY = env("SECRET_KEY") or local_secret_key(DATA_DIR / "secret-key")
+SECRET_KEY_IS_DEFAULT = not env_is_set("SECRET_KEY")
+# This machine's names only, unless set; `manage.py up` beyond loopback adds the names it
+# answers to (README "Serving beyond this machine").
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+ALLOWED_HOSTS_IS_DEFAULT = not env_is_set("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
     "daphne",
@@ -88,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Next to the views: what they raise while the database or Redis is down becomes a 503.
+    "golive.middleware.DependencyOutageMiddleware",
 ]
 
 ROOT_URLCONF = "golive.urls"
@@ -218,35 +210,44 @@ else:
 # What streamers and viewers are told to use; the defaults match `manage.py up`.
 GOLIVE_PUBLIC_URL = env("GOLIVE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 GOLIVE_RTMP_URL = env("GOLIVE_RTMP_URL", "rtmp://127.0.0.1:1935/live").rstrip("/")
+# Unset, `manage.py up` prints URLs built from its bind addresses instead.
+GOLIVE_PUBLIC_URL_IS_DEFAULT = not env_is_set("GOLIVE_PUBLIC_URL")
+GOLIVE_RTMP_URL_IS_DEFAULT = not env_is_set("GOLIVE_RTMP_URL")
 GOLIVE_NODE_NAME = env("GOLIVE_NODE_NAME") or socket.gethostname()
 GOLIVE_OPS_GROUP = "ops"
 # Seconds a streamer whose connection dropped may reconnect into the same broadcast (same
 # playlist, same VOD) before it ends; 0 ends broadcasts at once.
-GOLIVE_RECONNECT_GRACE = env_float("GOLIVE_RECONNECT_GRACE", 10.0)
+GOLIVE_RECONNECT_GRACE = env_float("GOLIVE_RECONNECT_GRACE", 10.0, minimum=0)
 # LL-HLS EXT-X-TARGETDURATION in whole seconds. It never changes during a broadcast: a
 # segment ends at the publisher's first key frame after 1 s, and at the latest after this
 # long (then the next one starts without a key frame). Match it to the encoder's keyframe
 # interval (OBS: 2 s, as the streamer guide says).
-GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2)
+GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2, minimum=1)
 # A live stream's slot lease lasts this long unless the ingest's heartbeat renews it; an
 # ingest node that dies loses its streams' slots this long after its last heartbeat.
-GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0)
+GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0, minimum=1)
 # After ops force-stop a stream, its channel may not go live again for this many seconds.
-GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300)
+GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300, minimum=0)
 # With Redis, admissions are decided in the Redis slot ledger (quotas.slots); 0 decides
 # every admission under the quota row lock instead.
 GOLIVE_SLOT_LEDGER = env_bool("GOLIVE_SLOT_LEDGER", True)
 # Requests one origin process holds at most (blocking playlist reloads, preload-hinted parts);
 # past it new ones are answered 503 + Retry-After at once. ~21 KiB each, no thread.
-GOLIVE_ORIGIN_MAX_HELD = env_int("GOLIVE_ORIGIN_MAX_HELD", 5000)
+GOLIVE_ORIGIN_MAX_HELD = env_int("GOLIVE_ORIGIN_MAX_HELD", 5000, minimum=0)
+# RTMP connections one ingest process accepts, in all and from one client address.
+GOLIVE_RTMP_MAX_CONNECTIONS = env_int("GOLIVE_RTMP_MAX_CONNECTIONS", 2000, minimum=1)
+GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP = env_int("GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP", 20, minimum=1)
+# Static files are served by the process itself (golive.asgi); a cluster may leave them to
+# the edge cache (0).
+GOLIVE_SERVE_STATIC = env_bool("GOLIVE_SERVE_STATIC", True)
 # Days a past broadcast stays watchable (its VOD and segments); 0 keeps them for good.
-GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30)
+GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30, minimum=0)
 # The bearer token a Prometheus scraper sends to /metrics from another machine
 # ("Authorization: Bearer <token>"). Empty: only this machine and logged-in staff may scrape.
 GOLIVE_METRICS_TOKEN = env("GOLIVE_METRICS_TOKEN")
 # What the dashboard tells streamers to send, and warns past: the ladder's top (the
 # source rung passes through; 6 Mb/s is what Twitch asks of 1080p60).
-GOLIVE_MAX_BITRATE_KBPS = env_int("GOLIVE_MAX_BITRATE_KBPS", 6000)
+GOLIVE_MAX_BITRATE_KBPS = env_int("GOLIVE_MAX_BITRATE_KBPS", 6000, minimum=1)
 # Prefix of golive's Redis keys and channels: live index, chat, viewer counts (each test
 # process uses its own).
 GOLIVE_REDIS_PREFIX = env("GOLIVE_REDIS_PREFIX", "golive")
@@ -254,15 +255,15 @@ GOLIVE_REDIS_PREFIX = env("GOLIVE_REDIS_PREFIX", "golive")
 # one machine cannot inflate a viewer count: requests a minute (a tab sends ~8), and tabs
 # that count per channel (a household, an office behind one NAT; past it they still
 # watch, they just are not counted).
-GOLIVE_BEACONS_PER_MINUTE = env_int("GOLIVE_BEACONS_PER_MINUTE", 120)
-GOLIVE_VIEWER_TABS_PER_ADDRESS = env_int("GOLIVE_VIEWER_TABS_PER_ADDRESS", 10)
+GOLIVE_BEACONS_PER_MINUTE = env_int("GOLIVE_BEACONS_PER_MINUTE", 120, minimum=1)
+GOLIVE_VIEWER_TABS_PER_ADDRESS = env_int("GOLIVE_VIEWER_TABS_PER_ADDRESS", 10, minimum=1)
 # Proxies (the edge cache, a load balancer) whose X-Forwarded-For names the client.
 # Loopback by default: an edge on the same machine. Checked at start-up (golive.E005).
 GOLIVE_TRUSTED_PROXIES = env_list("GOLIVE_TRUSTED_PROXIES", "127.0.0.0/8,::1")
 # Quota defaults for a new installation; ops change the row at run time, not this.
-GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100)
-GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4)
-GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0)
+GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100, minimum=0)
+GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4, minimum=0)
+GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0, minimum=0)
 # Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
 # "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
 GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")

@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from api.permissions import is_ops
 from delivery.load import read_origin_load
+from golive.roles import is_ops
 
 from . import capacity as figures
 from .actions import get_quota

@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections
+from django.db import connections
 
+from golive.db import database_call
 from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal, StreamDescription
 from ingest.health import StreamHealth
 
@@ -20,16 +21,6 @@ from . import broadcasts, takeovers
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def database_call(function: Callable[P, R]) -> Callable[P, R]:
-    # The ingest is a long-running process outside any request: drop connections that
-    # died or outlived CONN_MAX_AGE before each call, as a request would.
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        close_old_connections()
-        return function(*args, **kwargs)
-
-    return call
 
 
 class DatabaseWorkers:

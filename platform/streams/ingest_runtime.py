@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from django.conf import settings
 
@@ -24,8 +23,8 @@ log = logging.getLogger(__name__)
 def ingest_config() -> IngestConfig:
     return IngestConfig(
         node=settings.GOLIVE_NODE_NAME,
-        max_connections=int(os.environ.get("GOLIVE_RTMP_MAX_CONNECTIONS", "2000")),
-        max_connections_per_ip=int(os.environ.get("GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP", "20")),
+        max_connections=settings.GOLIVE_RTMP_MAX_CONNECTIONS,
+        max_connections_per_ip=settings.GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP,
     )
 
 

@@ -22,6 +22,10 @@ BENCHMARKS = {
         "tests.bench.bench_surge",
         "viewers through the edge vs straight to the origin; publishers vs the quota",
     ),
+    "transcode": (
+        "tests.bench.bench_transcode",
+        "CPU per media second of the 1080p ladder: golive's engine vs the ffmpeg CLI",
+    ),
 }
 
 

@@ -31,6 +31,15 @@ How the stream is cut (draft-pantos-hls-rfc8216bis 4.4.4.9, PROTOCOL-NOTES "LL-H
 - Timelines: video in 90 kHz ticks (ms x 90), audio at its sample rate, with AAC frames
   laid back to back (the ms timestamps only place them); a publisher's clock jumping
   (back > 1 s, forward > 5 s) is smoothed over so decode times always increase.
+
+Following (a transcoded rendition, ``Packager(..., follow=True)``): the cuts are not
+decided here but given, one `Cut` per part of a *leader* (the source's packager publishes
+them as ``PartInfo.cut``), through `Packager.follow`. A part of the follower starts at its
+first frame at or after the leader's part start and carries the leader's msn and part
+index, so every rendition lines up one for one with the source; a part's duration differs
+from the leader's by less than one of the follower's frames. A frame is placed only once
+the cut it falls in is known: frames that run ahead of the leader's cuts wait (bounded).
+The follower's timeline must be the leader's (same timestamps for the same instants).
 """
 
 from __future__ import annotations
@@ -68,12 +77,21 @@ _CLOCK_BACK_MS = 1_000
 # change) and audio waiting for a video that stopped: bounded, oldest dropped first.
 _MAX_HELD_AUDIO = 500
 _MAX_WAITING_AUDIO = 1_000
+# Video of a follower waiting for the leader's cuts: 10 s at 60 fps. A leader that falls
+# this far behind its follower has stopped.
+_MAX_WAITING_VIDEO = 600
 _DEFAULT_FRAME_RATE = 30
 
 
 class PackagerError(Exception):
     """The stream cannot be packaged (an unsupported video codec, an unreadable video
     sequence header, media after ``end()``). The packager should be dropped."""
+
+
+# LL-HLS PART-TARGET, seconds: the one value for every rendition, so they cut alike. 10
+# frames at 30 fps span 333 or 334 ms in RTMP's whole milliseconds: 0.334 keeps them in one
+# part (1/3 would cut 9-frame parts of 0.3 s).
+PART_TARGET = 0.334
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +109,7 @@ class PackagerSettings:
     or missing. ``first_msn`` is the media sequence number of the first segment.
     """
 
-    part_target: float = 0.333
+    part_target: float = PART_TARGET
     min_segment_duration: float = 1.0
     max_segment_duration: float = 10.0
     audio_only_segment_duration: float = 2.0
@@ -127,18 +145,33 @@ class InitInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """Where a packager cut one part: part ``index`` of segment ``msn`` spans media time
+    [``start``, ``end``) in 90 kHz ticks of the publish's timeline; ``last`` says it ends
+    its segment. What a follower (`Packager.follow`) needs to cut the same part."""
+
+    msn: int
+    index: int
+    start: int
+    end: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PartInfo:
     """One LL-HLS part (EXT-X-PART). ``msn`` is its segment's media sequence number and
     ``index`` its 0-based place in that segment. ``duration`` is in seconds (media time).
     ``independent`` says it starts with a key frame (INDEPENDENT=YES).
     ``program_date_time`` is the wall clock (Unix seconds) at which the ingest received
-    the part's first frame."""
+    the part's first frame. ``cut`` is where it was cut, for followers (None only in
+    values built by hand)."""
 
     msn: int
     index: int
     duration: float
     independent: bool
     program_date_time: float
+    cut: Cut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +395,13 @@ class Packager:
     PackagerError (see there) and whatever the output raises. Not thread-safe.
     """
 
-    def __init__(self, output: PackagerOutput, settings: PackagerSettings | None = None) -> None:
+    def __init__(
+        self,
+        output: PackagerOutput,
+        settings: PackagerSettings | None = None,
+        *,
+        follow: bool = False,
+    ) -> None:
         self._output = output
         self._settings = settings = settings or PackagerSettings()
         self._headers: dict[TrackKind, tuple[str, bytes]] = {}
@@ -389,6 +428,14 @@ class Packager:
         self._audio_wait_ticks = 0
         self._without_key = False  # the next segment may start on a non-key frame
         self._max_composition_offset = 0  # ms, over the publish's video
+        # Following a leader's cuts (see the module's docstring).
+        self._following = follow
+        self._cuts: deque[Cut] = deque()
+        self._cut: Cut | None = None  # the open part's
+        self._last_cut: Cut | None = None  # the newest given
+        self._waiting: deque[MediaPacket] = deque()  # video ahead of the known cuts
+        self._followed = False  # a segment has been started on a leader's cut
+        self.skipped_cuts = 0  # leader parts no frame of ours fell in (misaligned after)
 
     # -- input --------------------------------------------------------------------------
 
@@ -401,6 +448,29 @@ class Packager:
         """Take one packet. ``packet.data`` is copied if kept; the packet is not."""
         if self._ended:
             raise PackagerError("media after end()")
+        if self._following and packet.kind is TrackKind.VIDEO and (
+            self._waiting or self._ahead_of_cuts()
+        ):
+            self._wait(packet)
+            return
+        self._take(packet)
+
+    def follow(self, cut: Cut) -> None:
+        """The leader's next cut (follow mode only), in the leader's order. Video that
+        waited for it is packaged now. Raises PackagerError for a cut out of order."""
+        if not self._following:
+            raise PackagerError("follow() on a packager that cuts by itself")
+        last = self._last_cut
+        if cut.end <= cut.start or (last is not None and (
+            (cut.msn, cut.index) <= (last.msn, last.index) or cut.start < last.end
+        )):
+            raise PackagerError(f"cut {cut.msn}.{cut.index} does not follow the one before")
+        self._last_cut = cut
+        self._cuts.append(cut)
+        while self._waiting and not self._ahead_of_cuts():
+            self._take(self._waiting.popleft())
+
+    def _take(self, packet: MediaPacket) -> None:
         if packet.sequence_header:
             self._sequence_header(packet)
         elif packet.kind is TrackKind.VIDEO:
@@ -414,6 +484,8 @@ class Packager:
         if self._ended:
             return
         self._ended = True
+        while self._waiting:  # the leader has ended too: no more cuts are coming
+            self._take(self._waiting.popleft())
         if self._gen is not None:
             self._finish_generation(None)
         self._output.end()
@@ -521,7 +593,8 @@ class Packager:
         ms = self._clocks[TrackKind.AUDIO].correct(packet.timestamp)
         gen = self._gen
         if gen is None:
-            if TrackKind.VIDEO in self._headers:
+            # A follower's cuts are in video time: its audio always waits for the video.
+            if TrackKind.VIDEO in self._headers or self._following:
                 self._hold(packet, ms)  # until the first key frame
                 return
             gen = self._start_generation(ms, None)
@@ -667,6 +740,9 @@ class Packager:
     def _place(self, sample: Sample) -> None:
         """Put a finished sample of the driving track into the open part (opening the
         segment and part as needed, closing a full part)."""
+        if self._following:
+            self._place_following(sample)
+            return
         segment = self._segment
         if segment is None:
             if not sample.sync and not self._without_key:
@@ -688,6 +764,79 @@ class Packager:
             part = self._open_part(segment, sample.dts)
         part.samples.append(sample)
 
+    # -- following ----------------------------------------------------------------------
+
+    def _ahead_of_cuts(self) -> bool:
+        """Whether the next video packet must wait: it would place the pending frame,
+        and no cut known yet holds that frame."""
+        gen = self._gen
+        pending = gen.video.pending if gen is not None and gen.video is not None else None
+        if pending is None:
+            return False
+        last = self._last_cut
+        return last is None or pending.dts >= last.end  # both in 90 kHz ticks
+
+    def _wait(self, packet: MediaPacket) -> None:
+        if len(self._waiting) >= _MAX_WAITING_VIDEO:
+            raise PackagerError("the leader's cuts stopped coming: too much video waits")
+        self._waiting.append(
+            MediaPacket(
+                packet.kind, packet.codec, packet.timestamp, bytes(packet.data),
+                packet.keyframe, packet.sequence_header, packet.composition_offset,
+                packet.received_at,
+            )
+        )
+
+    def _place_following(self, sample: Sample) -> None:
+        """Put a frame into the part of the leader's cut it falls in (a new segment or part
+        starts with the first frame at or after the cut's start)."""
+        segment, part = self._segment, self._part
+        if part is None:
+            cut = self._next_cut(sample.dts)
+            if cut is None:
+                self.dropped += 1  # before the leader's first cut, or a late joiner's
+                return
+            if segment is None:
+                if not self._followed and not self._starts(cut, sample):
+                    self.dropped += 1  # a first segment must start where the leader's does
+                    return
+                gen = self._gen
+                assert gen is not None
+                segment = self._segment = _Segment(
+                    cut.msn, sample.dts, sample.received_at, self._discontinuity, gen.number
+                )
+                self._next_msn = cut.msn + 1
+                self._discontinuity = False
+                self._followed = True
+            elif cut.msn != segment.msn:
+                # A leader's part went by without a frame of ours: the segment cannot be
+                # finished as the leader's was. Nothing more lines up until it ends.
+                self.dropped += 1
+                return
+            segment.next_index = cut.index
+            part = self._open_part(segment, sample.dts)
+            self._cut = cut
+        part.samples.append(sample)
+
+    def _next_cut(self, dts: int) -> Cut | None:
+        """The cut a part starting with a frame at ``dts`` belongs to; cuts that ended
+        before it are let go (counted when they should have had a part)."""
+        cuts = self._cuts
+        while cuts and cuts[0].end <= dts:
+            cuts.popleft()
+            if self._followed:
+                self.skipped_cuts += 1
+        if not cuts or cuts[0].start > dts:
+            return None
+        return cuts.popleft()
+
+    def _starts(self, cut: Cut, sample: Sample) -> bool:
+        """Whether a follower's first segment may start here: a key frame, in the first
+        part of a leader's segment, within one frame of its start."""
+        gen = self._gen
+        assert gen is not None
+        return cut.index == 0 and sample.sync and sample.dts - cut.start < gen.driver.estimate()
+
     def _open_part(self, segment: _Segment, start: int) -> _Part:
         part = self._part = _Part(segment, segment.next_index, start)
         segment.next_index += 1
@@ -697,6 +846,12 @@ class Packager:
         """Decisions the arrival of a driving sample allows before it has a duration:
         a key frame ends the segment (and its last part) where it starts; a part already
         long enough that this frame would likely not fit is closed now."""
+        if self._following:
+            cut = self._cut
+            if self._part is not None and cut is not None and sample.dts >= cut.end:
+                self._close_part(sample.dts, final=cut.last)
+                self._cut = None
+            return
         segment = self._segment
         if segment is None:
             return
@@ -788,6 +943,13 @@ class Packager:
             duration=(part.end - part.start) / timescale,
             independent=first.sync,
             program_date_time=first.received_at,
+            cut=Cut(
+                segment.msn,
+                part.index,
+                part.start * VIDEO_TIMESCALE // timescale,
+                part.end * VIDEO_TIMESCALE // timescale,
+                part.final,
+            ),
         )
         self._output.part(info, data)
         segment.parts.append(info)
@@ -848,6 +1010,7 @@ def _positive(value: object) -> float | None:
 
 __all__ = [
     "VIDEO_TIMESCALE",
+    "Cut",
     "InitInfo",
     "Packager",
     "PackagerError",

@@ -9,8 +9,11 @@ All durations are in seconds; program-date-time is Unix seconds (UTC).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from transcoder.renditions import Rendition
 
 # PART-HOLD-BACK as a multiple of PART-TARGET: the draft requires at least 2 and
 # recommends 3; hls.js aims at it, so it sets the viewer's latency (~1 s at 1/3 s parts).
@@ -199,32 +202,39 @@ def _parts_listed_from(segments: list[Segment], target: int) -> int:
     return index
 
 
-@dataclass(frozen=True, slots=True)
-class Variant:
-    uri: str
-    bandwidth: int
-    codecs: str
-    width: int | None = None
-    height: int | None = None
-    frame_rate: float | None = None
-    name: str = ""
-    average_bandwidth: int | None = None
+def media_playlist_uri(rendition: str, prefix: str = "") -> str:
+    """Where a rendition's media playlist is, relative to the multivariant playlist's
+    ``prefix`` (its sibling renditions are at ``../<name>/index.m3u8`` from each other)."""
+    return f"{prefix}{rendition}/index.m3u8"
 
 
-def render_multivariant(variants: list[Variant]) -> str:
-    """The multivariant playlist, highest bandwidth first (players start from the top)."""
+def render_multivariant(renditions: Iterable[Rendition], prefix: str = "") -> str:
+    """The multivariant playlist of a broadcast's renditions, highest bandwidth first
+    (players start from the top), each at `media_playlist_uri`. NAME carries the
+    rendition's name, which hls.js shows when a level has no height."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for variant in sorted(variants, key=lambda v: v.bandwidth, reverse=True):
-        attributes = [f"BANDWIDTH={variant.bandwidth}"]
-        if variant.average_bandwidth:
-            attributes.append(f"AVERAGE-BANDWIDTH={variant.average_bandwidth}")
-        attributes.append(f'CODECS="{variant.codecs}"')
-        if variant.width and variant.height:
-            attributes.append(f"RESOLUTION={variant.width}x{variant.height}")
-        if variant.frame_rate:
-            attributes.append(f"FRAME-RATE={variant.frame_rate:.3f}")
-        if variant.name:
-            attributes.append(f'NAME="{variant.name}"')
+    for rendition in sorted(renditions, key=lambda r: (-r.bandwidth, r.name)):
+        attributes = [f"BANDWIDTH={rendition.bandwidth}"]
+        if rendition.average_bandwidth:
+            attributes.append(f"AVERAGE-BANDWIDTH={rendition.average_bandwidth}")
+        attributes.append(f'CODECS="{rendition.codecs}"')
+        if rendition.width and rendition.height:
+            attributes.append(f"RESOLUTION={rendition.width}x{rendition.height}")
+        if rendition.frame_rate:
+            attributes.append(f"FRAME-RATE={rendition.frame_rate:.3f}")
+        attributes.append(f'NAME="{rendition.name}"')
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attributes))
-        lines.append(variant.uri)
+        lines.append(media_playlist_uri(rendition.name, prefix))
     return "\n".join(lines) + "\n"
+
+
+def rendition_reports(
+    current: str, heads: Iterable[tuple[str, int, int | None]]
+) -> tuple[RenditionReport, ...]:
+    """EXT-X-RENDITION-REPORT values for the media playlist of rendition ``current``: one
+    per other rendition, from its (name, last msn, last part) head, by name."""
+    return tuple(
+        RenditionReport(media_playlist_uri(name, "../"), last_msn, last_part)
+        for name, last_msn, last_part in sorted(heads)
+        if name != current
+    )

@@ -35,6 +35,7 @@ from transcoder.live_index.model import (
     check_stream,
     segments_to_trim,
 )
+from transcoder.renditions import Rendition
 
 _Waiters = dict[tuple[int, int], set["asyncio.Future[bool]"]]
 
@@ -58,6 +59,7 @@ class _Rendition:
     head: tuple[int, int] = (-1, -1)
     ended: bool = False
     window: RenditionWindow | None = None  # built on demand, dropped on every change
+    description: Rendition | None = None
 
     def position(self) -> Position:
         return Position(
@@ -170,6 +172,14 @@ class MemoryLiveIndex:
                 current.target_duration = max(current.target_duration, target_duration)
             self._changed(state, current, now, stream, rendition)
             return current.init_version
+
+    async def describe(self, stream: str, description: Rendition) -> None:
+        check_names(stream, description.name)
+        with self._lock:
+            now = self._clock()
+            state, current = self._writable(stream, description.name, now)
+            current.description = description
+            current.touched = state.touched = now
 
     async def add_part(
         self,
@@ -319,6 +329,16 @@ class MemoryLiveIndex:
             if current.window is None:
                 current.window = current.build_window()
             return current.window
+
+    async def renditions(self, stream: str) -> tuple[Rendition, ...]:
+        check_stream(stream)
+        with self._lock:
+            now = self._clock()
+            state = self._find_stream(stream, now)
+            if state is None:
+                return ()
+            found = [self._find(state, name, now) for name in sorted(state.renditions)]
+        return tuple(r.description for r in found if r is not None and r.description)
 
     async def get_part(self, stream: str, rendition: str, msn: int, index: int) -> bytes | None:
         check_names(stream, rendition)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
+from transcoder.renditions import Rendition
+
 # Enough for the ~30 s an LL-HLS playlist shows plus delta updates (CAN-SKIP-UNTIL is
 # 6 target durations, 12 s at OBS's 2 s keyframes), without holding minutes of video.
 DEFAULT_WINDOW_SECONDS = 30.0
@@ -199,7 +201,7 @@ def segments_to_trim(durations: list[float], window_seconds: float) -> int:
 class LiveIndex(Protocol):
     """The hot store between the packager (writer) and the LL-HLS origin (readers).
 
-    Keyed by ``stream`` (a session or channel id) and ``rendition`` ("source", "720p" …),
+    Keyed by ``stream`` (a session or channel id) and ``rendition`` (`SOURCE`, "720p" …),
     both checked by `check_names` (ValueError). One writer per rendition at a time; writes
     are idempotent where they say so, so a retried task does no harm. Readers may be in
     other processes (Redis). Every method is a coroutine for the event loop that created
@@ -221,6 +223,13 @@ class LiveIndex(Protocol):
         The same bytes again keep the version (idempotent; ``url`` and ``part_target`` are
         updated); new bytes bump it. ``target_duration`` (whole seconds) never decreases.
         Raises StreamEndedError after `end`."""
+        ...
+
+    async def describe(self, stream: str, description: Rendition) -> None:
+        """Keeps ``description`` beside the init segment of rendition ``description.name``
+        (replacing the one before: idempotent), for `renditions` in any process. It lives
+        and expires with the rendition. Raises UnknownRenditionError before `set_init`,
+        StreamEndedError after `end`."""
         ...
 
     async def add_part(
@@ -286,6 +295,11 @@ class LiveIndex(Protocol):
 
     async def snapshot(self, stream: str, rendition: str) -> RenditionWindow | None:
         """The rendition's window, or None if there is no such rendition (yet)."""
+        ...
+
+    async def renditions(self, stream: str) -> tuple[Rendition, ...]:
+        """The descriptions of the stream's renditions that have one, ordered by name;
+        empty for an unknown stream. Still listed after `end`, gone after `remove`."""
         ...
 
     async def get_part(self, stream: str, rendition: str, msn: int, index: int) -> bytes | None:

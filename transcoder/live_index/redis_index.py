@@ -7,7 +7,8 @@ the hash tag, so one stream's keys share a cluster slot and one script can touch
     P:{S}:R:meta    hash   v version, iv/iu init version/url, pt part target, td target
                            duration, next msn being built, hm/hi newest part, cm newest
                            complete msn, ms media sequence, ds discontinuity sequence,
-                           pdt current segment's date, ended
+                           pdt current segment's date, ended, rd the rendition's
+                           description (Rendition.to_text)
     P:{S}:R:segs    list   complete segments, oldest first, msns contiguous from ms:
                            "msn dur pdt gap disc nparts|idx dur ind;…|url"
     P:{S}:R:parts   list   the current segment's parts: "idx dur ind"
@@ -65,6 +66,7 @@ from transcoder.live_index.model import (
     check_segment,
     check_stream,
 )
+from transcoder.renditions import Rendition
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,19 @@ end
 redis.call('HSET', stream_key, 'r:' .. ARGV[4], '1')
 local payload = changed()
 return {version, payload}
+"""
+
+# ARGV[4] description. Beside the init, with the rendition's TTL; no new version (the
+# window is unchanged), so nobody re-renders a media playlist for it.
+_DESCRIBE = _PRELUDE + """
+local missing = must_exist()
+if missing then return missing end
+if redis.call('HGET', meta, 'ended') == '1' then
+  return redis.error_reply('ENDED the stream has ended')
+end
+redis.call('HSET', meta, 'rd', ARGV[4])
+for i = 1, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end
+return {1, ''}
 """
 
 # ARGV[4] msn, [5] index, [6] list entry, [7] bytes, [8] program date time or '',
@@ -450,6 +465,7 @@ class RedisLiveIndex:
         self._add_part = client.register_script(_ADD_PART)
         self._complete = client.register_script(_COMPLETE)
         self._mark_stored = client.register_script(_MARK_STORED)
+        self._describe = client.register_script(_DESCRIBE)
         self._end = client.register_script(_END)
         self._remove = client.register_script(_REMOVE)
         self._get_init = client.register_script(_GET_INIT)
@@ -520,6 +536,10 @@ class RedisLiveIndex:
             str(int(target_duration)), url or "",
         )
         return version
+
+    async def describe(self, stream: str, description: Rendition) -> None:
+        check_names(stream, description.name)
+        await self._write(self._describe, stream, description.name, description.to_text())
 
     async def add_part(
         self,
@@ -697,6 +717,26 @@ class RedisLiveIndex:
         if watch.fresh():
             return watch.position  # the newest of what was read and what was heard
         return None if window is None else window.position
+
+    async def renditions(self, stream: str) -> tuple[Rendition, ...]:
+        check_stream(stream)
+        fields = await self._client.hkeys(self._stream_key(stream))
+        names = sorted(f.decode()[2:] for f in cast(list[bytes], fields) if f.startswith(b"r:"))
+        if not names:
+            return ()
+        async with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self._keys(stream, name)[1], "rd")
+            texts = await pipe.execute()
+        found = []
+        for name, text in zip(names, texts, strict=True):
+            if text is None:
+                continue  # not described yet, or expired with its rendition
+            try:
+                found.append(Rendition.from_text(text))
+            except ValueError:
+                log.warning("live index: %s/%s has an unreadable description", stream, name)
+        return tuple(found)
 
     async def get_part(self, stream: str, rendition: str, msn: int, index: int) -> bytes | None:
         check_names(stream, rendition)

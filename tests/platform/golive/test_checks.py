@@ -12,16 +12,16 @@ def ids(messages) -> list[str]:
     return [message.id for message in messages]
 
 
-def test_secret_key_unset_with_debug_off_is_an_error(settings) -> None:
-    settings.DEBUG = False
+def test_secret_key_unset_in_production_is_an_error(settings) -> None:
+    settings.GOLIVE_HTTPS = True
     settings.SECRET_KEY_IS_DEFAULT = True
     assert ids(checks.check_secret_key()) == ["golive.E001"]
     settings.SECRET_KEY_IS_DEFAULT = False
     assert checks.check_secret_key() == []
 
 
-def test_the_default_key_is_fine_while_debugging(settings) -> None:
-    settings.DEBUG = True
+def test_the_generated_key_is_fine_on_one_machine(settings) -> None:
+    settings.GOLIVE_HTTPS = False
     settings.SECRET_KEY_IS_DEFAULT = True
     assert checks.check_secret_key() == []
 
@@ -63,13 +63,13 @@ def test_an_unreachable_endpoint_is_reported(settings) -> None:
     assert ids(checks.check_segment_store()) == ["golive.E004"]
 
 
-@pytest.mark.parametrize("debug", ["0", "false"])
-def test_manage_py_check_fails_with_e001_when_misconfigured(debug, tmp_path) -> None:
+@pytest.mark.parametrize("https", ["1", "true"])
+def test_manage_py_check_fails_with_e001_when_misconfigured(https, tmp_path) -> None:
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "DEBUG": debug, "GOLIVE_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "GOLIVE_HTTPS": https, "GOLIVE_DATA_DIR": str(tmp_path)}
     env.pop("SECRET_KEY", None)
     result = subprocess.run([sys.executable, "manage.py", "check"], env=env,
                             capture_output=True, text=True, timeout=60)

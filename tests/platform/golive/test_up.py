@@ -33,6 +33,10 @@ def embedded_env(tmp_path: Path, *, reconnect_grace: float = 0) -> dict[str, str
             "S3_BUCKET",
             "GOLIVE_PUBLIC_URL",
             "GOLIVE_RTMP_URL",
+            # As a new user runs it: the defaults (DEBUG off, a generated key).
+            "DEBUG",
+            "SECRET_KEY",
+            "ALLOWED_HOSTS",
         }
     }
     env.update(
@@ -45,7 +49,7 @@ def embedded_env(tmp_path: Path, *, reconnect_grace: float = 0) -> dict[str, str
 
 
 def start(
-    tmp_path: Path, port: int, *, reconnect_grace: float = 0
+    tmp_path: Path, port: int, *, reconnect_grace: float = 0, http_host: str = "127.0.0.1"
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     process = subprocess.Popen(
         [
@@ -53,7 +57,7 @@ def start(
             "manage.py",
             "up",
             "--http",
-            f"127.0.0.1:{port}",
+            f"{http_host}:{port}",
             "--rtmp",
             f"127.0.0.1:{free_port()}",
         ],

@@ -8,11 +8,12 @@ from transcoder.hls.playlist import (
     Part,
     RenditionReport,
     Segment,
-    Variant,
     render_media_playlist,
     render_multivariant,
+    rendition_reports,
     target_duration_for,
 )
+from transcoder.renditions import SOURCE, Rendition
 
 PART = 1 / 3
 
@@ -130,12 +131,26 @@ def test_target_duration_rounds_to_the_nearest_second() -> None:
 def test_the_multivariant_playlist_lists_highest_bandwidth_first() -> None:
     text = render_multivariant(
         [
-            Variant("480p/index.m3u8", 1_200_000, "avc1.4d401e,mp4a.40.2", 854, 480, 30.0),
-            Variant("source/index.m3u8", 3_500_000, "avc1.64001f,mp4a.40.2", 1280, 720, 30.0),
-        ]
+            Rendition("480p30", 1_200_000, "avc1.4d401e,mp4a.40.2", 852, 480, 30.0),
+            Rendition(SOURCE, 3_500_000, "avc1.64001f,mp4a.40.2", 1280, 720, 29.97, True,
+                      average_bandwidth=2_900_000),
+        ],
+        prefix="7/",
     )
     lines = text.splitlines()
-    assert lines[3].startswith("#EXT-X-STREAM-INF:BANDWIDTH=3500000")
-    assert 'CODECS="avc1.64001f,mp4a.40.2"' in lines[3]
-    assert "RESOLUTION=1280x720" in lines[3]
-    assert lines[4] == "source/index.m3u8"
+    assert lines[3] == (
+        '#EXT-X-STREAM-INF:BANDWIDTH=3500000,AVERAGE-BANDWIDTH=2900000,'
+        'CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=29.970,NAME="source"'
+    )
+    assert lines[4] == "7/source/index.m3u8"
+    assert lines[5].startswith("#EXT-X-STREAM-INF:BANDWIDTH=1200000,CODECS=")
+    assert "RESOLUTION=852x480,FRAME-RATE=30.000" in lines[5]
+    assert lines[6] == "7/480p30/index.m3u8"
+
+
+def test_rendition_reports_name_every_other_rendition_by_its_sibling_uri() -> None:
+    reports = rendition_reports(SOURCE, [("720p30", 14, 2), (SOURCE, 14, 3), ("160p30", 13, None)])
+    assert reports == (
+        RenditionReport("../160p30/index.m3u8", 13, None),
+        RenditionReport("../720p30/index.m3u8", 14, 2),
+    )

@@ -36,6 +36,7 @@ from transcoder.live_index import (
     UnknownRenditionError,
 )
 from transcoder.live_index.redis_index import RedisLiveIndex
+from transcoder.renditions import SOURCE, Rendition
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 REQUIRE_SERVICES = os.environ.get("GOLIVE_REQUIRE_SERVICES") == "1"
@@ -661,6 +662,73 @@ def test_a_stream_nobody_writes_to_any_more_expires(backend: Backend) -> None:
             assert backend.redis_keys() == []
 
     backend.run(scenario)
+
+
+# -- renditions ---------------------------------------------------------------------------
+
+SOURCE_DESCRIPTION = Rendition(SOURCE, 3_200_000, "avc1.64001f,mp4a.40.2", 1280, 720, 30.0)
+RUNG = Rendition("480p30", 1_400_000, "avc1.4d401e,mp4a.40.2", 852, 480, 30.0)
+
+
+def test_every_reader_lists_the_renditions_described_beside_their_init(
+    backend: Backend,
+) -> None:
+    async def scenario() -> None:
+        writer = backend.index()
+        reader = backend.peer()
+        assert await reader.renditions("s1") == ()
+        for description in (SOURCE_DESCRIPTION, RUNG):
+            with pytest.raises(UnknownRenditionError):
+                await writer.describe("s1", description)  # no init segment yet
+            await writer.set_init("s1", description.name, INIT, 0.5, target_duration=2)
+        assert await reader.renditions("s1") == ()  # nothing said about them yet
+        await writer.describe("s1", SOURCE_DESCRIPTION)
+        await writer.describe("s1", RUNG)
+        assert await reader.renditions("s1") == (RUNG, SOURCE_DESCRIPTION)  # by name
+        measured = SOURCE_DESCRIPTION.with_bandwidth(4_100_000, 3_000_000)
+        await writer.describe("s1", measured)
+        await writer.describe("s1", measured)  # idempotent
+        assert await reader.renditions("s1") == (RUNG, measured)
+        assert await reader.renditions("s2") == ()
+        await writer.end("s1")
+        assert await reader.renditions("s1") == (RUNG, measured)  # ended playlists are served
+        with pytest.raises(StreamEndedError):
+            await writer.describe("s1", RUNG)
+        await writer.remove("s1")
+        assert await reader.renditions("s1") == ()
+
+    backend.run(scenario)
+
+
+def test_a_rendition_nobody_writes_to_any_more_takes_its_description_with_it(
+    backend: Backend,
+) -> None:
+    async def scenario() -> None:
+        index = backend.index(ttl_seconds=0.4)
+        for description in (SOURCE_DESCRIPTION, RUNG):
+            await index.set_init("s1", description.name, INIT, 0.5, target_duration=2)
+            await index.describe("s1", description)
+        for _ in range(3):  # the source keeps going, the rung's transcoder died
+            await asyncio.sleep(0.2)
+            await index.set_init("s1", SOURCE, INIT, 0.5, target_duration=2)
+        assert await backend.peer().renditions("s1") == (SOURCE_DESCRIPTION,)
+
+    backend.run(scenario)
+
+
+def test_a_description_round_trips_as_text_and_bad_ones_are_refused() -> None:
+    assert Rendition.from_text(RUNG.to_text()) == RUNG
+    audio_only = Rendition("audio", 96_000, "mp4a.40.2")
+    assert Rendition.from_text(audio_only.to_text()) == audio_only
+    for bad in ("", "[]", '{"name": "x"}', "{" * 2000):
+        with pytest.raises(ValueError, match="rendition description"):
+            Rendition.from_text(bad)
+    with pytest.raises(ValueError, match="bandwidth 0 must be > 0"):
+        Rendition("x", 0, "avc1.64001f")
+    with pytest.raises(ValueError, match="bad CODECS"):
+        Rendition("x", 1, 'avc1",evil')
+    with pytest.raises(ValueError, match="width and height go together"):
+        Rendition("x", 1, "avc1.64001f", width=640)
 
 
 # -- Redis across connections and processes ----------------------------------------------

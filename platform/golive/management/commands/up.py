@@ -1,10 +1,20 @@
-"""`manage.py up`: the whole platform in one process, on its embedded defaults."""
+"""`manage.py up`: the whole platform in one process, on its embedded defaults.
+
+Served beyond loopback (``--http 0.0.0.0:8000``, a LAN address) it is open to others, so:
+DEBUG must stay off (it would show settings and the URLconf on every error page), and
+unless ALLOWED_HOSTS is set, the names and addresses it answers to are this machine's own
+(host name, its addresses, the bound address, GOLIVE_PUBLIC_URL's host), printed at start.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
-import os
+import socket
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management import call_command
@@ -30,7 +40,76 @@ def host_port(text: str, default_port: int) -> tuple[str, int]:
 
 def reachable(host: str) -> str:
     """The address to print for a bind address (0.0.0.0 is not somewhere to browse to)."""
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return "127.0.0.1" if host in WILDCARDS else host
+
+
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_names(bind: str, public_url: str | None) -> list[str]:
+    """What ALLOWED_HOSTS must hold for ``up`` bound to ``bind``: loopback names always,
+    then the bound address, or for a wildcard this machine's names and addresses, and the
+    public URL's host."""
+    names = ["localhost", "127.0.0.1", "[::1]"]
+    if bind in WILDCARDS:
+        names += this_machine()
+    elif not is_loopback(bind):
+        names.append(_as_host(bind))
+    if public_url:
+        names.append(urlsplit(public_url).hostname or "")
+    return list(dict.fromkeys(name for name in names if name))
+
+
+def this_machine() -> list[str]:
+    """This machine's host name, fully qualified name and addresses (best effort: each
+    lookup may fail on a machine without DNS)."""
+    names = [socket.gethostname(), socket.getfqdn()]
+    with contextlib.suppress(OSError):
+        names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+    names += _default_route_addresses()
+    return [_as_host(name) for name in names if name]
+
+
+def _default_route_addresses() -> Iterable[str]:
+    # The source address of the default route: what the LAN reaches this machine at (a
+    # host name often resolves to 127.0.1.1 only). connect() on UDP sends nothing.
+    for family, target in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, 9))
+            yield probe.getsockname()[0]
+
+
+def _as_host(name: str) -> str:
+    """An IPv6 address as a Host header spells it (ALLOWED_HOSTS compares that)."""
+    name = name.split("%", 1)[0]  # zone of a link-local address
+    return f"[{name}]" if ":" in name else name
+
+
+def expose(bind: str) -> list[str] | None:
+    """Applies the rules above for a server bound to ``bind``; returns the host names it
+    answers to when that is beyond loopback (else None).
+
+    Raises CommandError for DEBUG beyond loopback.
+    """
+    public_url = None if settings.GOLIVE_PUBLIC_URL_IS_DEFAULT else settings.GOLIVE_PUBLIC_URL
+    beyond = not is_loopback(bind)
+    if beyond and settings.DEBUG:
+        raise CommandError(
+            f"DEBUG is on and --http {bind} is reachable from other machines: error pages "
+            "would show them the settings and URL list. Unset DEBUG, or bind 127.0.0.1."
+        )
+    if settings.ALLOWED_HOSTS_IS_DEFAULT:
+        settings.ALLOWED_HOSTS = host_names(bind, public_url)
+    return list(settings.ALLOWED_HOSTS) if beyond else None
 
 
 class Command(BaseCommand):
@@ -47,21 +126,22 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         http_host, http_port = host_port(options["http"], 8000)
         rtmp_host, rtmp_port = host_port(options["rtmp"], 1935)
+        answers_to = expose(http_host)
         # Printed URLs follow the bind addresses unless the public ones are configured.
-        if "GOLIVE_PUBLIC_URL" not in os.environ:
+        if settings.GOLIVE_PUBLIC_URL_IS_DEFAULT:
             settings.GOLIVE_PUBLIC_URL = f"http://{reachable(http_host)}:{http_port}"
-        if "GOLIVE_RTMP_URL" not in os.environ:
+        if settings.GOLIVE_RTMP_URL_IS_DEFAULT:
             settings.GOLIVE_RTMP_URL = f"rtmp://{reachable(rtmp_host)}:{rtmp_port}/live"
 
         call_command("migrate", interactive=False, verbosity=0)
         self.check(display_num_errors=False)
         demo = ensure_demo()
-        self.print_banner(demo)
+        self.print_banner(demo, answers_to)
         if options["no_serve"]:
             return
         self.serve(http_host, http_port, rtmp_host, rtmp_port)
 
-    def print_banner(self, demo: Any) -> None:
+    def print_banner(self, demo: Any, answers_to: list[str] | None = None) -> None:
         public = settings.GOLIVE_PUBLIC_URL
         self.stdout.write(
             "\n"
@@ -79,6 +159,11 @@ class Command(BaseCommand):
             "In OBS: Settings > Stream > Service: Custom, Server: the RTMP URL,"
             " Stream Key: the key.\n"
         )
+        if answers_to is not None:
+            self.stdout.write(
+                f"Reachable from other machines, as: {', '.join(answers_to)}\n"
+                "(DEBUG off; set ALLOWED_HOSTS to answer to other names.)\n"
+            )
         self.stdout.flush()
 
     def serve(self, host: str, port: int, rtmp_host: str, rtmp_port: int) -> None:
