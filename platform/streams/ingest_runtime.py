@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 
 from django.conf import settings
+from django.db import connections
 
 from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
 from ingest.throttle import RedisKeyAttemptStore
-from quotas import slots
+from quotas import slots, tally
+from quotas.actions import keep_quota_for
 
-from . import broadcasts, takeovers
+from . import actions, broadcasts, takeovers
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -38,12 +42,14 @@ class PlatformIngest(IngestServer):
     encoder reconnected there) end this node's silent publishes they name; every
     `REAP_EVERY` checks it frees the slots of lapsed leases (of any node: that is how a
     dead node's streams end) and upgrades source-only streams when transcode slots are
-    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Stopping
-    also ends the broadcasts still waiting for their streamer.
+    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Every check
+    it also writes what admissions left for later (`write_deferred`). Stopping also ends
+    the broadcasts still waiting for their streamer.
     """
 
     STOP_CHECK = 1.0
     REAP_EVERY = 2
+    QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
@@ -59,6 +65,10 @@ class PlatformIngest(IngestServer):
         await self.platform.workers.wrap(slots.reconcile)()
         # Alive before the first publish: another node never takes this one for dead.
         await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
+        await open_worker_connections(self.platform)
+        keep_quota_for(self.QUOTA_MAX_AGE)
+        if settings.GOLIVE_DEFER_ADMISSION_WRITES:
+            defer_admission_writes()
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -77,6 +87,7 @@ class PlatformIngest(IngestServer):
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
+        await self.platform.workers.wrap(write_deferred)()
         await self.platform.aclose()
         if isinstance(self.key_attempts, RedisKeyAttemptStore):
             await self.key_attempts.aclose()
@@ -89,6 +100,7 @@ class PlatformIngest(IngestServer):
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
+        deferred = workers.wrap(write_deferred)
         tick = 0
         while True:
             await asyncio.sleep(self.STOP_CHECK)
@@ -102,6 +114,7 @@ class PlatformIngest(IngestServer):
                     task = asyncio.ensure_future(self.take_over(session_id))
                     self._takeovers.add(task)
                     task.add_done_callback(self._takeovers.discard)
+                await deferred()
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
@@ -118,6 +131,39 @@ def key_attempt_store() -> RedisKeyAttemptStore | None:
     return RedisKeyAttemptStore.from_url(
         settings.REDIS_URL, prefix=f"{settings.GOLIVE_REDIS_PREFIX}:throttle:"
     )
+
+
+async def open_worker_connections(platform: PlatformGatekeeper) -> None:
+    """Every database worker opens its connection before the first publish: a node
+    (re)started while its encoders reconnect all at once would otherwise open them in the
+    middle of that burst, a PostgreSQL backend each on the way to the answers."""
+    workers = platform.workers
+    barrier = threading.Barrier(workers.size)
+
+    def open_here() -> None:
+        # Each call waits for the others, so each runs on a worker of its own.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections["default"].ensure_connection()
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(loop.run_in_executor(workers.executor, open_here) for _ in range(workers.size))
+    )
+
+
+def defer_admission_writes() -> None:
+    """Admissions in this process leave their tally counts and key uses for the
+    housekeeping to write (`write_deferred`): each would otherwise be a write and a commit
+    on the way to the publisher's answer, and the tally's on a row every admission
+    shares."""
+    tally.defer()
+    actions.defer_key_uses()
+
+
+def write_deferred() -> None:
+    tally.flush()
+    actions.write_key_uses()
 
 
 def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:
