@@ -205,9 +205,3 @@ def set_banned(channel: Channel, banned: bool, *, reason: str = "") -> None:
     channel.ban_reason = reason if banned else ""
     channel.save(update_fields=["is_banned", "ban_reason"])
     log.info("channel %s %s", channel.slug, "banned" if banned else "unbanned")
-
-
-def find_streamer(user: AbstractBaseUser | None) -> Streamer | None:
-    if user is None or not user.is_authenticated:
-        return None
-    return Streamer.objects.select_related("channel").filter(user_id=user.pk).first()

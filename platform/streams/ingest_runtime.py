@@ -14,10 +14,11 @@ from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
+from ingest.throttle import RedisKeyAttemptStore
 from quotas import slots, tally
 from quotas.actions import keep_quota_for
 
-from . import actions, broadcasts
+from . import actions, broadcasts, takeovers
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,13 @@ class PlatformIngest(IngestServer):
 
     Housekeeping, one task per node: every `STOP_CHECK` seconds one query finds which of
     this node's live sessions the platform has ended (a force stop, a lease another node
-    reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
-    lapsed leases (of any node: that is how a dead node's streams end) and upgrades
-    source-only streams when transcode slots are free, and reconciles the Redis slot ledger
-    with the leases (quotas.slots). Every check it also writes what admissions left for
-    later (`write_deferred`). Stopping also ends the broadcasts still waiting for their
-    streamer.
+    reaped) and drops their publishers, and the takeover requests of other nodes (an
+    encoder reconnected there) end this node's silent publishes they name; every
+    `REAP_EVERY` checks it frees the slots of lapsed leases (of any node: that is how a
+    dead node's streams end) and upgrades source-only streams when transcode slots are
+    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Every check
+    it also writes what admissions left for later (`write_deferred`). Stopping also ends
+    the broadcasts still waiting for their streamer.
     """
 
     STOP_CHECK = 1.0
@@ -55,11 +57,14 @@ class PlatformIngest(IngestServer):
     thumbnails = False
     _housekeeping: asyncio.Task[None] | None = None
     _thumbnails: asyncio.Task[None] | None = None
+    _takeovers: set[asyncio.Task[bool]]
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        # Alive before the first publish: another node never takes this one for dead.
+        await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
         await open_worker_connections(self.platform)
         keep_quota_for(self.QUOTA_MAX_AGE)
         if settings.GOLIVE_DEFER_ADMISSION_WRITES:
@@ -78,15 +83,20 @@ class PlatformIngest(IngestServer):
         if self._thumbnails is not None:
             self._thumbnails.cancel()
         await super().stop(grace)
+        await self.platform.workers.wrap(takeovers.forget)(self.config.node)
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
         await self.platform.workers.wrap(write_deferred)()
         await self.platform.aclose()
+        if isinstance(self.key_attempts, RedisKeyAttemptStore):
+            await self.key_attempts.aclose()
 
     async def _keep_house(self) -> None:
         workers = self.platform.workers
         ended_among = workers.wrap(broadcasts.ended_among)
+        take_requests = workers.wrap(takeovers.take_requests)
+        self._takeovers = set()
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
@@ -99,6 +109,11 @@ class PlatformIngest(IngestServer):
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
                     live[session_id].stop(EndReason.FORCE_STOPPED)
+                for session_id in await take_requests(self.config.node):
+                    # Not awaited here: it may wait up to takeover_silence.
+                    task = asyncio.ensure_future(self.take_over(session_id))
+                    self._takeovers.add(task)
+                    task.add_done_callback(self._takeovers.discard)
                 await deferred()
                 if tick % self.REAP_EVERY == 0:
                     await reap()
@@ -106,6 +121,16 @@ class PlatformIngest(IngestServer):
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+def key_attempt_store() -> RedisKeyAttemptStore | None:
+    """Wrong keys counted in Redis, shared by every ingest node, when Redis is configured
+    (the cluster); else None: this process's memory (the embedded mode's one node)."""
+    if not settings.REDIS_URL:
+        return None
+    return RedisKeyAttemptStore.from_url(
+        settings.REDIS_URL, prefix=f"{settings.GOLIVE_REDIS_PREFIX}:throttle:"
+    )
 
 
 async def open_worker_connections(platform: PlatformGatekeeper) -> None:
@@ -161,7 +186,9 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
             part_target=PART_TARGET, max_segment_duration=target_duration()
         )
         sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
-    server = PlatformIngest(gatekeeper, sink_factory, config=ingest_config())
+    server = PlatformIngest(
+        gatekeeper, sink_factory, config=ingest_config(), key_attempts=key_attempt_store()
+    )
     server.platform = gatekeeper
     server.grace = grace
     server.thumbnails = delivering
