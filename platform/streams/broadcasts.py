@@ -8,13 +8,14 @@ on any number of ingest nodes are decided one at a time against the same counts.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from math import ceil
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -572,4 +573,17 @@ def close_lost_session(session_id: int) -> bool:
     if count:
         log.warning("session %d closed as ingest lost: its node %s is gone", session_id,
                     lease.node)
+        # Its recording is finalised from the store as a reaped lease's would be, but off
+        # this thread: the caller is admitting the channel's new publish.
+        threading.Thread(
+            target=_finalise_recordings_and_disconnect, args=([session_id],),
+            name=f"finalise-{session_id}", daemon=True,
+        ).start()
     return bool(count)
+
+
+def _finalise_recordings_and_disconnect(session_ids: list[int]) -> None:
+    try:
+        _finalise_recordings(session_ids)
+    finally:
+        connections.close_all()  # this thread's own connections

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,45 @@ def test_reaping_a_dead_nodes_lease_gives_its_broadcast_a_vod_and_marks_its_figu
     assert session.end_reason == "ingest_lost"
     assert session.figures_last_known
     assert session.video_frames == 123  # the last heartbeat's, kept
+    assert session.vod_path == f"live/{session.pk}/source/vod.m3u8"
+    vod = (tmp_path / session.vod_path).read_text()
+    assert re.findall(r"seg-\d+\.m4s", vod) == [f"seg-{i.msn}.m4s" for i, _ in packaged.segments]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_closed_for_its_dead_node_at_a_takeover_gets_its_vod_too(
+    alice: Any, packaged: Any, tmp_path: Path, settings: Any
+) -> None:
+    """A reconnect to another node ends the dead node's session at once (no lease
+    expiry, so no reaper): its recording is finalised from the store all the same, in
+    the background, while the new publish is admitted."""
+    from django.utils import timezone
+
+    from quotas.models import SlotLease
+    from streams.broadcasts import close_lost_session
+    from streams.models import LiveSession
+
+    settings.STORAGES = {**settings.STORAGES, "segments": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": tmp_path, "base_url": "/media/hls/", "allow_overwrite": True},
+    }}
+    session = LiveSession.objects.create(channel=alice.channel, ingest_node="node-a")
+    SlotLease.objects.create(session=session, node="node-a", expires_at=timezone.now())
+    store = SegmentStore()
+    (info, init), *_ = packaged.inits
+    store.save(f"live/{session.pk}/source/init-{info.generation}.mp4", init)
+    for segment, data in packaged.segments:
+        store.save(f"live/{session.pk}/source/seg-{segment.msn}.m4s", data)
+
+    assert close_lost_session(session.pk)
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        session.refresh_from_db()
+        if session.vod_path:
+            break
+        time.sleep(0.1)
+    assert session.end_reason == "ingest_lost"
     assert session.vod_path == f"live/{session.pk}/source/vod.m3u8"
     vod = (tmp_path / session.vod_path).read_text()
     assert re.findall(r"seg-\d+\.m4s", vod) == [f"seg-{i.msn}.m4s" for i, _ in packaged.segments]
