@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from . import keys
@@ -124,8 +125,18 @@ def find_channel_by_key(candidate: str) -> Channel | None:
     digest = channel.key_digest if channel is not None else None
     if not keys.matches(candidate, digest) or channel is None:
         return None
-    record_key_use(channel.key_id, channel.key_last_used_at)
+    record_key_use(channel.key_id, _as_datetime(channel.key_last_used_at))
     return channel
+
+
+def _as_datetime(value: datetime | str | None) -> datetime | None:
+    """A raw query's column is not converted by its model field: SQLite gives the stored
+    text (UTC, as Django writes it with USE_TZ), PostgreSQL an aware datetime."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
 
 
 class _KeyUses:
