@@ -85,7 +85,8 @@ class DeliveryOutput:
         self.queue.put_nowait(("end", None, b""))
 
     async def _run(self) -> None:
-        await self.index.remove(self.stream)  # a leftover of a crashed run, if any
+        if self.rendition == SOURCE:  # the stream is the source's: rungs join it
+            await self.index.remove(self.stream)  # a leftover of a crashed run, if any
         while True:
             kind, info, data = await self.queue.get()
             try:
@@ -182,7 +183,8 @@ class DeliveryOutput:
         self.described = description
 
     async def _end(self) -> None:
-        await self.index.end(self.stream)
+        if self.rendition == SOURCE:  # ends every rendition: the rungs have ended first
+            await self.index.end(self.stream)
         if self.stored and self.init_url:
             await self._write_vod()
 
@@ -203,7 +205,8 @@ class DeliveryOutput:
         text = render_media_playlist(playlist, low_latency=False).encode()
         path = store_path(self.grant.session_id, self.rendition, "vod.m3u8")
         await asyncio.to_thread(self.store.save, path, text)
-        await sync_to_async(_record_vod)(self.grant.session_id, path)
+        if self.rendition == SOURCE:  # a rung's VOD sits beside it, under its name
+            await sync_to_async(_record_vod)(self.grant.session_id, path)
 
 
 def _record_vod(session_id: int, path: str) -> None:
