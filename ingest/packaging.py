@@ -74,12 +74,21 @@ class PackagerSink:
                     self._tap = None
 
     def end(self, reason: EndReason) -> None:
+        try:
+            self._end_packager(reason)
+        finally:
+            # After the packager: what its pause or end emitted reaches the tap's side first.
+            self._stop_tap()
+
+    def _stop_tap(self) -> None:
         if self._tap is not None:
             try:
                 self._tap.stop()
             except Exception:
                 log.exception("%s: the packet tap failed at end", self._label or "publish")
             self._tap = None
+
+    def _end_packager(self, reason: EndReason) -> None:
         if self._packager is not None:
             if self._grace is not None and self._grant is not None and reason.resumable:
                 try:

@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 # About 5 s of a 30 fps publish with its audio: enough to ride out a slow second, small
 # enough that a session that cannot keep up sheds instead of holding minutes of media.
 INBOX_ITEMS = 600
+# See `_RungPackaging.encoded`: more than the rounding of FLV's millisecond timestamps,
+# far less than a frame.
+_SLACK_MS = 2
 _SIZE_PARSERS = {"avc": parse_avc_config, "hevc": parse_hevc_config}
 
 
@@ -98,12 +101,16 @@ class _RungPackaging:
 
     def encoded(self, packet: EncodedPacket, delay: int) -> None:
         # The rung's frames present at the source's presentation times; their decode
-        # times are put ``delay`` earlier, where the source's are (its B-frame delay), as
-        # the cuts are in decode time: a rung's IDR then has its source key frame's dts.
+        # times are put about ``delay`` earlier, where the source's are (its B-frame
+        # delay), as the cuts are in decode time. The source's millisecond timestamps
+        # are rounded, so pts - delay lands up to 1 ms either side of the source frame's
+        # dts; kept `_SLACK_MS` later, it is never before it and far from the next, so
+        # each rung frame falls in the source frame's part.
+        shift = max(delay - _SLACK_MS, 0)
         packets = self.adapter.packets(
             packet.data,
-            timestamp=packet.pts - delay,
-            composition_offset=delay,
+            timestamp=packet.pts - shift,
+            composition_offset=shift,
             received_at=packet.received_at,
         )
         for each in packets:
