@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum, auto
 from typing import NoReturn, cast
@@ -69,6 +69,8 @@ from transcoder.codecs import CodecConfigError, parse_audio_config, parse_video_
 
 log = logging.getLogger(__name__)
 
+# The refusal of a publish the platform did not answer in time: it says nothing of the key.
+BUSY = "busy"
 # Releases of admissions that answered after their publisher was told to retry.
 _LATE_RELEASES: set[asyncio.Future[None]] = set()
 
@@ -116,6 +118,10 @@ class ConnectionLimits:
     read_batch_seconds: float = 0.1
 
 
+async def _no_takeover(session_id: int) -> bool:
+    return False
+
+
 class _Phase(Enum):
     CONNECTING = auto()
     CONNECTED = auto()
@@ -152,11 +158,15 @@ class RtmpConnection(asyncio.Protocol):
         allowed_apps: frozenset[str],
         heartbeat_interval: float,
         on_open: Callable[[RtmpConnection], None],
+        take_over: Callable[[int], Awaitable[bool]] = _no_takeover,
     ) -> None:
         """`on_open(connection)` is called once the socket is connected and `peer_ip` is
-        known; it either starts `run` in a task or calls `refuse`."""
+        known; it either starts `run` in a task or calls `refuse`. `take_over(session_id)`
+        ends this node's silent publish of that session for a reconnect of the same
+        stream, and says whether it did."""
         self.peer_ip = "?"
         self._on_open = on_open
+        self._take_over = take_over
         self._node = node
         self._gatekeeper = gatekeeper
         self._sink_factory = sink_factory
@@ -240,6 +250,10 @@ class RtmpConnection(asyncio.Protocol):
         sock = self._transport.get_extra_info("socket") if self._transport else None
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def silence(self) -> float:
+        """Seconds since the admitted publisher last sent media (or was admitted)."""
+        return self._loop.time() - self._last_media
 
     async def _finish(self, reason: EndReason) -> None:
         if self._watchdog is not None:
@@ -590,26 +604,36 @@ class RtmpConnection(asyncio.Protocol):
             raise _Stop(EndReason.PROTOCOL_ERROR, "publish sent twice")
         key = args[0] if args and isinstance(args[0], str) else ""
         key = key.split("?", 1)[0]
-        blocked_for = self._throttle.blocked_for(self.peer_ip)
-        if blocked_for:
+        attempt = await self._throttle.begin(self.peer_ip, key)
+        if attempt.wait:
             await self._refuse(
                 stream_id,
                 Refusal(
                     RefusalCode.REJECTED,
                     "throttled",
-                    f"Too many wrong stream keys from your address: try again in {blocked_for} s.",
-                    retry_after=blocked_for,
+                    f"Too many wrong stream keys from your address: try again in {attempt.wait} s.",
+                    retry_after=attempt.wait,
                 ),
             )
-        outcome = await self._admit(
-            PublishRequest(app=self._app, key=key, peer_ip=self.peer_ip, node=self._node)
-        )
-        del key
+        request = PublishRequest(app=self._app, key=key, peer_ip=self.peer_ip, node=self._node)
+        outcome = await self._admit(request)
+        if (
+            isinstance(outcome, Refusal)
+            and outcome.takeover is not None
+            and await self._take_over(outcome.takeover)
+        ):
+            # The channel's own key, and its publish here had gone silent: that publish
+            # has just ended (into the reconnect grace), so this one now resumes it.
+            outcome = await self._admit(request)
+        if isinstance(outcome, Refusal) and outcome.counts_as_failed_key:
+            delay = await self._throttle.failed(self.peer_ip, attempt)
+            # Each wrong guess costs the guesser time, up to the limit.
+            await asyncio.sleep(min(delay, self._limits.failed_key_delay))
+        elif not (isinstance(outcome, Refusal) and outcome.reason == BUSY):
+            # The platform knew the key (whether or not it admitted it).
+            await self._throttle.key_accepted(self.peer_ip, key, attempt)
+        del key, request
         if isinstance(outcome, Refusal):
-            if outcome.counts_as_failed_key:
-                delay = self._throttle.record_failure(self.peer_ip)
-                # Each wrong guess costs the guesser time, up to the limit.
-                await asyncio.sleep(min(delay, self._limits.failed_key_delay))
             await self._refuse(stream_id, outcome)
         self.grant = outcome
         self._sink = self._sink_factory(outcome)
@@ -645,7 +669,7 @@ class RtmpConnection(asyncio.Protocol):
             admission.add_done_callback(self._release_late_grant)
             log.warning("%s: no admission answer within %.0f s", self._label(), limit)
             return Refusal(
-                RefusalCode.REJECTED, "busy",
+                RefusalCode.REJECTED, BUSY,
                 "golive could not check your stream key in time: try again in a minute.",
                 retry_after=60,
             )

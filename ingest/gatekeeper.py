@@ -67,6 +67,9 @@ class Refusal:
     ``reason`` is a stable machine word (``unknown_key``, ``banned``, ``already_live``,
     ``capacity`` …) for metrics; ``retry_after`` is seconds, when retrying can help.
     ``counts_as_failed_key`` makes the ingest slow down and cap this peer's attempts.
+    ``takeover`` (with "already live", for the channel's current key) names the live
+    session on this ingest node that the publish may replace if its publisher has gone
+    silent: an encoder reconnecting before the server noticed its old connection drop.
     """
 
     code: RefusalCode
@@ -74,6 +77,7 @@ class Refusal:
     description: str
     retry_after: int | None = None
     counts_as_failed_key: bool = False
+    takeover: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from ingest.connection import ConnectionLimits, RtmpConnection
 from ingest.gatekeeper import EndReason, Gatekeeper
 from ingest.sink import NullSink, SinkFactory
-from ingest.throttle import ConnectionCounter, FailedKeyThrottle, ThrottlePolicy
+from ingest.throttle import (
+    ConnectionCounter,
+    FailedKeyThrottle,
+    KeyAttemptStore,
+    ThrottlePolicy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,10 @@ class IngestConfig:
     heartbeat_interval: float = 5.0
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    # A publish with the channel's own key replaces its publish here once that one has
+    # sent no media for this long (a healthy encoder sends frames many times a second;
+    # two encoders on one key must not take turns kicking each other out).
+    takeover_silence: float = 1.0
 
 
 def _null_sink(grant: object) -> NullSink:
@@ -36,11 +45,15 @@ class IngestServer:
         gatekeeper: Gatekeeper,
         sink_factory: SinkFactory = _null_sink,
         config: IngestConfig | None = None,
+        key_attempts: KeyAttemptStore | None = None,
     ) -> None:
+        """``key_attempts`` counts wrong keys: this process's memory by default, a store
+        shared by every ingest node in a cluster (`RedisKeyAttemptStore`)."""
         self.config = config or IngestConfig()
         self._gatekeeper = gatekeeper
         self._sink_factory = sink_factory
-        self._throttle = FailedKeyThrottle(self.config.throttle)
+        self._throttle = FailedKeyThrottle(self.config.throttle, key_attempts)
+        self.key_attempts = self._throttle.store
         self._counter = ConnectionCounter(
             self.config.max_connections, self.config.max_connections_per_ip
         )
@@ -75,6 +88,7 @@ class IngestServer:
             allowed_apps=self.config.allowed_apps,
             heartbeat_interval=self.config.heartbeat_interval,
             on_open=self._open,
+            take_over=self.take_over,
         )
 
     def _open(self, connection: RtmpConnection) -> None:
@@ -103,12 +117,33 @@ class IngestServer:
                 self._connections.pop(task, None)
             self._counter.close(connection.peer_ip)
 
-    def stop_channel(self, channel: str, reason: EndReason = EndReason.FORCE_STOPPED) -> bool:
-        for connection in self._connections.values():
-            if connection.grant is not None and connection.grant.channel == channel:
-                connection.stop(reason)
-                return True
-        return False
+    async def take_over(self, session_id: int) -> bool:
+        """Ends this node's publish of ``session_id`` for a reconnect of the same stream,
+        if it has sent no media for ``takeover_silence`` seconds (waiting at most that
+        long to find out). Its end is "connection lost", so the session waits for the
+        reconnect (the reconnect grace) instead of ending. True once it has ended and
+        been released; False when it is still sending, or not here."""
+        found = self._publisher_of(session_id)
+        if found is None:
+            return False
+        task, connection = found
+        silence = self.config.takeover_silence
+        wait = silence - connection.silence()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            if self._publisher_of(session_id) != found or connection.silence() < silence:
+                return False
+        log.info("session %d: replacing its silent publish from %s", session_id,
+                 connection.peer_ip)
+        connection.stop(EndReason.CONNECTION_LOST)
+        await asyncio.wait([task], timeout=self.config.limits.admit_timeout)
+        return task.done()
+
+    def _publisher_of(self, session_id: int) -> tuple[asyncio.Task[None], RtmpConnection] | None:
+        for task, connection in self._connections.items():
+            if connection.grant is not None and connection.grant.session_id == session_id:
+                return task, connection
+        return None
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops accepting, ends every publish with "server shutdown", waits for releases."""

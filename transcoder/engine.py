@@ -43,6 +43,7 @@ from transcoder.cmaf.packager import PackagerSettings
 from transcoder.codecs import CodecConfigError, parse_avc_config, parse_hevc_config
 from transcoder.ladder import Rung
 from transcoder.packets import MediaPacket, TrackKind
+from transcoder.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -124,46 +125,6 @@ class TranscoderStats:
     rungs: tuple[RungStats, ...]
 
 
-class _Timeline:
-    """The video's millisecond timeline as the packager corrects it (its ``_Clock``): a
-    publisher's clock jumping forward > 5 s or back > 1 s, or restarting on `resume`,
-    continues one frame step after the last timestamp. Rung timestamps are on this
-    timeline, so they match the source's packaged media time, and libx264 never sees a
-    presentation time go back."""
-
-    _JUMP_FORWARD_MS = 5_000
-    _JUMP_BACK_MS = 1_000
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self.last: int | None = None
-        self.step = 1
-        self.rebase: int | None = None
-
-    def correct(self, timestamp: int) -> int:
-        t = timestamp + self.offset
-        last = self.last
-        if last is None:
-            self.last = t
-            return t
-        if self.rebase is not None:
-            corrected = last + self.step + self.rebase
-            self.rebase = None
-            self.offset += corrected - t
-            self.last = corrected
-            return corrected
-        delta = t - last
-        if delta > self._JUMP_FORWARD_MS or delta < -self._JUMP_BACK_MS:
-            corrected = last + self.step
-            self.offset += corrected - t
-            t = corrected
-        elif delta > 0:
-            self.step = delta
-        if t > last:
-            self.last = t
-        return t
-
-
 class SegmentStarts:
     """Which source video packets start a segment: the packager's cutting rule
     (`transcoder.cmaf.packager`), mirrored so the rungs' IDRs land where its segments
@@ -176,8 +137,8 @@ class SegmentStarts:
     - A sequence header that differs from the last of its kind makes the next key frame
       start a segment (a new generation).
     - After `resume` (a reconnect), the first key frame starts a segment.
-    Publisher clock jumps are absorbed the packager's way (`_Timeline`), so elapsed time
-    keeps counting across them.
+    Publisher clock jumps are absorbed the packager's way (`transcoder.timeline.Timeline`),
+    so elapsed time keeps counting across them.
     """
 
     def __init__(self, settings: PackagerSettings | None = None) -> None:
@@ -185,7 +146,7 @@ class SegmentStarts:
         self._min_ms = round(settings.min_segment_duration * 1000)
         self._max_ms = round(settings.max_segment_duration * 1000)
         self._start: int | None = None
-        self._timeline = _Timeline()
+        self._timeline = Timeline()
         self._headers: dict[TrackKind, bytes] = {}
         self._new_generation = False
         self._max_composition_offset = 0
@@ -547,7 +508,7 @@ class Transcoder:
         self._codec: str | None = None
         self._record: bytes | None = None
         self._waiting_for_key = True
-        self._timeline = _Timeline()
+        self._timeline = Timeline()
         self._max_composition_offset = 0
         self._starts: set[int] = set()
         self._received: dict[int, float] = {}

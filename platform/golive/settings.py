@@ -232,6 +232,9 @@ GOLIVE_FORCE_STOP_COOLDOWN = env_int("GOLIVE_FORCE_STOP_COOLDOWN", 300, minimum=
 # With Redis, admissions are decided in the Redis slot ledger (quotas.slots); 0 decides
 # every admission under the quota row lock instead.
 GOLIVE_SLOT_LEDGER = env_bool("GOLIVE_SLOT_LEDGER", True)
+# The ingest writes admissions' tally counts and key uses every second instead of on the
+# way to each publisher's answer (streams.ingest_runtime); 0 writes each at once.
+GOLIVE_DEFER_ADMISSION_WRITES = env_bool("GOLIVE_DEFER_ADMISSION_WRITES", True)
 # Requests one origin process holds at most (blocking playlist reloads, preload-hinted parts);
 # past it new ones are answered 503 + Retry-After at once. ~21 KiB each, no thread.
 GOLIVE_ORIGIN_MAX_HELD = env_int("GOLIVE_ORIGIN_MAX_HELD", 5000, minimum=0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+import time
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -22,8 +25,46 @@ class QuotaError(ValueError):
     """A quota change that cannot be made, with a sentence saying why."""
 
 
+class _QuotaCache:
+    """The quota row as last read, where a process keeps it (`keep_quota_for`)."""
+
+    def __init__(self) -> None:
+        self.max_age = 0.0
+        self.quota: ServerQuota | None = None
+        self.read_at = 0.0
+        self.lock = threading.Lock()
+
+
+_cache = _QuotaCache()
+
+
+def keep_quota_for(seconds: float) -> None:
+    """In this process, `get_quota` reads the row at most every ``seconds`` (0: always).
+    The ingest does, for one second: every publish reads the quota on the way to its
+    answer, and an operator's change reaching the nodes a second later decides nothing
+    differently (a change always races the publishes arriving meanwhile). A change made
+    in this process is seen at once."""
+    with _cache.lock:
+        _cache.max_age = seconds
+        _cache.quota = None
+
+
 def get_quota() -> ServerQuota:
-    """The current quota row. Created with the configured defaults if it is missing."""
+    """The current quota row (a copy of it where it is kept, see `keep_quota_for`).
+    Created with the configured defaults if it is missing."""
+    if _cache.max_age <= 0:
+        return _read_quota()
+    now = time.monotonic()
+    with _cache.lock:
+        kept, read_at = _cache.quota, _cache.read_at
+    if kept is None or now - read_at >= _cache.max_age:
+        kept = _read_quota()
+        with _cache.lock:
+            _cache.quota, _cache.read_at = kept, now
+    return copy.copy(kept)
+
+
+def _read_quota() -> ServerQuota:
     quota, _ = ServerQuota.objects.get_or_create(pk=QUOTA_ROW_ID, defaults=_defaults())
     return quota
 
@@ -81,6 +122,10 @@ def set_quota(
             setattr(quota, name, value)
         quota.updated_at = timezone.now()
         quota.save()
+        # Now for this thread, and again at the commit, before which another thread may
+        # have read and kept the old row.
+        _forget_quota()
+        transaction.on_commit(_forget_quota)
         user = actor if actor is not None and actor.is_authenticated else None
         change = QuotaChange.objects.create(
             changed_by=user,
@@ -92,3 +137,8 @@ def set_quota(
         )
     log.info("quota changed via %s: %s", source, change.summary)
     return change
+
+
+def _forget_quota() -> None:
+    with _cache.lock:
+        _cache.quota = None

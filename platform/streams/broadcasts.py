@@ -513,3 +513,39 @@ def force_stop(session_id: int, *, by: str, reason: str = "") -> bool:
         session_id, session.channel.slug, by, f": {reason}" if reason else "",
     )
     return True
+
+
+def find_live_publish(key: str) -> tuple[int, str] | None:
+    """The session and ingest node of the publish now live (connected, not waiting for a
+    reconnect) on the channel whose current key this is, or None. A takeover's target:
+    only the channel's current key finds it, so a revoked or rotated key, or another
+    channel's, can never replace a publish."""
+    channel = find_channel_by_key(key)
+    if channel is None:
+        return None
+    return (
+        LiveSession.objects.filter(
+            channel=channel, ended_at__isnull=True, disconnected_at__isnull=True
+        )
+        .values_list("pk", "ingest_node")
+        .first()
+    )
+
+
+def close_lost_session(session_id: int) -> bool:
+    """Ends a live session whose ingest node is dead (its alive mark lapsed, see
+    `streams.takeovers`) at once, as its lease's expiry would later: "ingest lost", slot
+    freed. For a reconnect of the same channel to another node. True if it was open."""
+    with transaction.atomic():
+        lease = SlotLease.objects.select_for_update().filter(session_id=session_id).first()
+        if lease is None:
+            return False  # already reaped, or ended
+        count = _close_lost(
+            LiveSession.objects.filter(pk=session_id, ended_at__isnull=True), at=timezone.now()
+        )
+        lease.delete()
+        slots.release_sessions([session_id])
+    if count:
+        log.warning("session %d closed as ingest lost: its node %s is gone", session_id,
+                    lease.node)
+    return bool(count)

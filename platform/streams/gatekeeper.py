@@ -7,6 +7,7 @@ import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -16,7 +17,7 @@ from golive.db import database_call
 from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal, StreamDescription
 from ingest.health import StreamHealth
 
-from . import broadcasts
+from . import broadcasts, takeovers
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,6 +59,11 @@ class DatabaseWorkers:
 
 
 class PlatformGatekeeper:
+    # How long a publish waits for another ingest node to let go of the channel's silent
+    # publish (its housekeeping looks every second), and how often it looks meanwhile.
+    TAKEOVER_WAIT = 3.0
+    TAKEOVER_POLL = 0.2
+
     def __init__(self) -> None:
         self.workers = workers = DatabaseWorkers()
         self._admit = workers.wrap(broadcasts.start_broadcast)
@@ -65,15 +71,45 @@ class PlatformGatekeeper:
         self._heartbeat = workers.wrap(broadcasts.record_heartbeat)
         self._release = workers.wrap(broadcasts.end_broadcast)
         self._conclude = workers.wrap(broadcasts.conclude_grace)
+        self._live_publish = workers.wrap(broadcasts.find_live_publish)
+        self._request_takeover = workers.wrap(takeovers.request)
+        self._node_alive = workers.wrap(takeovers.is_alive)
+        self._close_lost = workers.wrap(broadcasts.close_lost_session)
         # Counts of the connections before a reconnect, per resumed session: the
         # session's figures are theirs plus the current connection's.
         self._carried: dict[int, dict[str, int]] = {}
 
     async def admit(self, request: PublishRequest) -> Grant | Refusal:
         grant = await self._admit(request)
+        if isinstance(grant, Refusal) and grant.reason == broadcasts.already_live().reason:
+            grant = await self._offer_takeover(request, grant)
         if isinstance(grant, Grant) and grant.resumed:
             self._carried[grant.session_id] = await self._earlier(grant.session_id)
         return grant
+
+    async def _offer_takeover(self, request: PublishRequest, refusal: Refusal) -> Grant | Refusal:
+        """The channel is live already. With its current key: on this node, the ingest may
+        replace its publish if silent (``Refusal.takeover``); on another node, that node
+        is asked to, and the publish is decided again once it has (within TAKEOVER_WAIT);
+        if that node is dead, its session ends now, as its lease's expiry would later."""
+        live = await self._live_publish(request.key)
+        if live is None:
+            return refusal
+        session_id, node = live
+        if node == request.node:
+            return replace(refusal, takeover=session_id)
+        if not await self._node_alive(node):
+            await self._close_lost(session_id)
+            return await self._admit(request)
+        if not await self._request_takeover(node, session_id):
+            return refusal
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.TAKEOVER_WAIT
+        while loop.time() < deadline:
+            await asyncio.sleep(self.TAKEOVER_POLL)
+            if await self._live_publish(request.key) != live:
+                return await self._admit(request)
+        return refusal
 
     async def heartbeat(
         self, grant: Grant, description: StreamDescription, health: StreamHealth

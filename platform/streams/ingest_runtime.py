@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 
 from django.conf import settings
+from django.db import connections
 
 from ingest.gatekeeper import EndReason
 from ingest.packaging import ReconnectGrace
 from ingest.server import IngestConfig, IngestServer
 from ingest.sink import SinkFactory
-from quotas import slots
+from ingest.throttle import RedisKeyAttemptStore
+from quotas import slots, tally
+from quotas.actions import keep_quota_for
 
-from . import broadcasts
+from . import actions, broadcasts, takeovers
 from .gatekeeper import PlatformGatekeeper
 
 log = logging.getLogger(__name__)
@@ -33,15 +38,18 @@ class PlatformIngest(IngestServer):
 
     Housekeeping, one task per node: every `STOP_CHECK` seconds one query finds which of
     this node's live sessions the platform has ended (a force stop, a lease another node
-    reaped) and drops their publishers; every `REAP_EVERY` checks it frees the slots of
-    lapsed leases (of any node: that is how a dead node's streams end) and upgrades
-    source-only streams when transcode slots are free, and reconciles the Redis slot ledger
-    with the leases (quotas.slots). Stopping also ends the broadcasts
-    still waiting for their streamer.
+    reaped) and drops their publishers, and the takeover requests of other nodes (an
+    encoder reconnected there) end this node's silent publishes they name; every
+    `REAP_EVERY` checks it frees the slots of lapsed leases (of any node: that is how a
+    dead node's streams end) and upgrades source-only streams when transcode slots are
+    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Every check
+    it also writes what admissions left for later (`write_deferred`). Stopping also ends
+    the broadcasts still waiting for their streamer.
     """
 
     STOP_CHECK = 1.0
     REAP_EVERY = 2
+    QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
@@ -49,11 +57,18 @@ class PlatformIngest(IngestServer):
     thumbnails = False
     _housekeeping: asyncio.Task[None] | None = None
     _thumbnails: asyncio.Task[None] | None = None
+    _takeovers: set[asyncio.Task[bool]]
 
     async def start(self, host: str = "0.0.0.0", port: int = 1935) -> None:
         # The slot ledger from the leases before the first publish: claims a crashed run
         # left behind are dropped now, not at the first housekeeping.
         await self.platform.workers.wrap(slots.reconcile)()
+        # Alive before the first publish: another node never takes this one for dead.
+        await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
+        await open_worker_connections(self.platform)
+        keep_quota_for(self.QUOTA_MAX_AGE)
+        if settings.GOLIVE_DEFER_ADMISSION_WRITES:
+            defer_admission_writes()
         await super().start(host, port)
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._keep_house())
@@ -68,17 +83,24 @@ class PlatformIngest(IngestServer):
         if self._thumbnails is not None:
             self._thumbnails.cancel()
         await super().stop(grace)
+        await self.platform.workers.wrap(takeovers.forget)(self.config.node)
         if self.grace is not None:
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
+        await self.platform.workers.wrap(write_deferred)()
         await self.platform.aclose()
+        if isinstance(self.key_attempts, RedisKeyAttemptStore):
+            await self.key_attempts.aclose()
 
     async def _keep_house(self) -> None:
         workers = self.platform.workers
         ended_among = workers.wrap(broadcasts.ended_among)
+        take_requests = workers.wrap(takeovers.take_requests)
+        self._takeovers = set()
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
         reconcile = workers.wrap(slots.reconcile)
+        deferred = workers.wrap(write_deferred)
         tick = 0
         while True:
             await asyncio.sleep(self.STOP_CHECK)
@@ -87,12 +109,61 @@ class PlatformIngest(IngestServer):
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
                     live[session_id].stop(EndReason.FORCE_STOPPED)
+                for session_id in await take_requests(self.config.node):
+                    # Not awaited here: it may wait up to takeover_silence.
+                    task = asyncio.ensure_future(self.take_over(session_id))
+                    self._takeovers.add(task)
+                    task.add_done_callback(self._takeovers.discard)
+                await deferred()
                 if tick % self.REAP_EVERY == 0:
                     await reap()
                     await rebalance()
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")
+
+
+def key_attempt_store() -> RedisKeyAttemptStore | None:
+    """Wrong keys counted in Redis, shared by every ingest node, when Redis is configured
+    (the cluster); else None: this process's memory (the embedded mode's one node)."""
+    if not settings.REDIS_URL:
+        return None
+    return RedisKeyAttemptStore.from_url(
+        settings.REDIS_URL, prefix=f"{settings.GOLIVE_REDIS_PREFIX}:throttle:"
+    )
+
+
+async def open_worker_connections(platform: PlatformGatekeeper) -> None:
+    """Every database worker opens its connection before the first publish: a node
+    (re)started while its encoders reconnect all at once would otherwise open them in the
+    middle of that burst, a PostgreSQL backend each on the way to the answers."""
+    workers = platform.workers
+    barrier = threading.Barrier(workers.size)
+
+    def open_here() -> None:
+        # Each call waits for the others, so each runs on a worker of its own.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=5)
+        connections["default"].ensure_connection()
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(
+        *(loop.run_in_executor(workers.executor, open_here) for _ in range(workers.size))
+    )
+
+
+def defer_admission_writes() -> None:
+    """Admissions in this process leave their tally counts and key uses for the
+    housekeeping to write (`write_deferred`): each would otherwise be a write and a commit
+    on the way to the publisher's answer, and the tally's on a row every admission
+    shares."""
+    tally.defer()
+    actions.defer_key_uses()
+
+
+def write_deferred() -> None:
+    tally.flush()
+    actions.write_key_uses()
 
 
 def build_ingest_server(
@@ -131,7 +202,9 @@ def build_ingest_server(
             )
         else:
             sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
-    server = PlatformIngest(gatekeeper, sink_factory, config=ingest_config())
+    server = PlatformIngest(
+        gatekeeper, sink_factory, config=ingest_config(), key_attempts=key_attempt_store()
+    )
     server.platform = gatekeeper
     server.grace = grace
     server.thumbnails = delivering

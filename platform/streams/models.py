@@ -88,10 +88,6 @@ class StreamKey(models.Model):
     def __str__(self) -> str:
         return f"gl_{self.prefix}_…"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
 
 class LiveSession(models.Model):
     """One broadcast: from an admitted publish to its end, whatever ended it."""

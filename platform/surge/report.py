@@ -44,6 +44,9 @@ def viewer_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
 
     add("viewers asked / started", lambda s: f"{s['viewers']['asked']}/{s['viewers']['started']}")
     add("viewers with a part", lambda s: str(s["viewers"]["with_a_part"]))
+    add("timings below measured by", lambda s: (
+        f"{s['viewers'].get('probes', 0)} probes" if s.get("measured_by") == "probes"
+        else "all viewers"))
     for key, label in (
         ("time_to_first_part", "time to first part"),
         ("blocking_reload_wait", "blocking-reload wait"),
@@ -62,7 +65,11 @@ def viewer_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         s["origin"].get("steady", s["origin"]).get("requests_per_part"), 2))
     add("collapse factor", lambda s: _figure(s.get("collapse_factor"), 1))
     add("edge hit ratio", lambda s: _figure(s.get("edge", {}).get("hit_ratio"), 3))
-    add("client loop lag p95 ms", lambda s: _ms(s["client"]["loop_lag"]["p95"]))
+    add("measuring loop lag p95 ms", lambda s: _ms(s["client"]["loop_lag"]["p95"]))
+    add("load loop lag p95 ms", lambda s: _ms(
+        s["client"].get("load_loop_lag", {}).get("p95")))
+    add("load viewers' latency p95 ms", lambda s: _ms(
+        s.get("load", {}).get("latency", {}).get("p95")))
     width = max(len(label) for label, _ in rows)
     columns = [max(len(name), *(len(values[i]) for _, values in rows))
                for i, name in enumerate(names)]

@@ -3,7 +3,7 @@ side, and a publisher surge decided under the quota row lock and by the Redis le
 
     python -m tests.bench surge [--only viewers,publishers] [--viewers 1000,2000,5000]
         [--seconds 30] [--warmup 8] [--processes 2] [--publishes 500] [--publish-seconds 10]
-        [--quota 100]
+        [--quota 100] [--modes lock,ledger-inline,ledger] [--bursts 60,500]
 
 viewers: a live stack on this machine (PostgreSQL, Redis, `manage.py ingest`, one
     `daphne golive.asgi` origin, Varnish with deploy/varnish/golive.vcl, ffmpeg publishing
@@ -13,10 +13,13 @@ viewers: a live stack on this machine (PostgreSQL, Redis, `manage.py ingest`, on
     latency p50/p95, time to first part, errors, and the client's own event-loop lag (when
     it is high, the client machine, not the server, is what limits the figures).
 publishers: two `manage.py ingest` nodes on a throwaway database; `manage.py surge
-    publishers` sends the publishes evenly over the seconds against the quota, first with
-    no Redis (every admission under the quota row lock: the reference), then with the
-    Redis slot ledger. Printed: admitted, refused with reasons and waits, decision time
-    (publish to answer) p50/p99.
+    publishers` sends the publishes evenly over the seconds against the quota, then in
+    bursts all at once, in each mode, in one sitting: `lock` (no Redis: every admission
+    under the quota row lock, the reference), `ledger-inline` (the Redis slot ledger, the
+    tally count and the key's last use written on the way to each answer, as before
+    GOLIVE_DEFER_ADMISSION_WRITES), `ledger` (the ledger, those writes left to the
+    ingest's housekeeping). Printed: admitted, refused with reasons and waits, decision
+    time (publish to answer) p50/p99.
 
 It prints numbers and asserts nothing; every process, the database and our Redis keys
 are removed at the end (Ctrl-C and SIGTERM included).
@@ -38,6 +41,13 @@ from tests.bench.processes import sigterm_interrupts
 from tests.deploy.stack import ROOT, Stack, empty_stack, live_stack, missing_tools, services_error
 
 PARTS = ("viewers", "publishers")
+# name: (label, with Redis, settings the ingest nodes get)
+PUBLISHER_MODES = {
+    "lock": ("quota row lock (no Redis)", False, {}),
+    "ledger-inline": ("Redis slot ledger, writes inline", True,
+                      {"GOLIVE_DEFER_ADMISSION_WRITES": "0"}),
+    "ledger": ("Redis slot ledger", True, {}),
+}
 
 
 def surge_json(stack: Stack, *args: str, timeout: float) -> dict[str, Any]:
@@ -82,7 +92,8 @@ def bench_viewers(workdir: Path, counts: list[int], seconds: float, warmup: floa
             print(viewer_table(runs))
 
 
-def bench_publishers(workdir: Path, count: int, seconds: float, quota: int) -> None:
+def bench_publishers(workdir: Path, count: int, seconds: float, quota: int,
+                     modes: list[str], bursts: list[int]) -> None:
     from surge.report import publisher_table
 
     print(f"\npublishers: {count} publishes in {seconds:g} s against a quota of {quota},"
@@ -93,12 +104,11 @@ def bench_publishers(workdir: Path, count: int, seconds: float, quota: int) -> N
         stack.manage("shell", "-c", _STREAMERS.format(count=count, path=str(keys)),
                      timeout=300)
         results = {}
-        # Spread over the seconds asked, then bursts all at once (where a lock hurts): the
-        # issue's 60 at once, and all of them.
-        for burst, spread in ((count, seconds), (min(60, count), 0.0), (count, 0.0)):
-            for label, redis in (("quota row lock (no Redis)", False),
-                                 ("Redis slot ledger", True)):
-                ports = [stack.start_ingest(f"{'ledger' if redis else 'lock'}-{n}", redis=redis)
+        # Spread over the seconds asked, then bursts all at once (where a lock hurts).
+        for burst, spread in ((count, seconds), *((min(b, count), 0.0) for b in bursts)):
+            for mode in modes:
+                label, redis, settings = PUBLISHER_MODES[mode]
+                ports = [stack.start_ingest(f"{mode}-{n}", redis=redis, env=settings)
                          for n in ("a", "b")]
                 urls = [f"rtmp://127.0.0.1:{port}/live" for port in ports]
                 title = f"{label}, {burst} publishes " + (
@@ -107,11 +117,19 @@ def bench_publishers(workdir: Path, count: int, seconds: float, quota: int) -> N
                 results[title] = surge_json(stack, "publishers", *urls, "--keys", str(keys),
                                             "--count", str(burst), "--seconds", str(spread),
                                             "--hold", "3", timeout=seconds + 180)
+                print(publisher_table(results[title]), flush=True)
                 stack.processes.close()  # the nodes drain; their sessions end
                 _wait_no_leases(stack)
+        print("\nadmission decision time (publish → answer), ms:")
         for label, summary in results.items():
-            print(f"\n{label}:")
-            print(publisher_table(summary))
+            decision = summary["decision_seconds"]
+            print(f"  {label}: admitted {summary['admitted']}, refused {summary['refused']},"
+                  f" errors {summary['errors']}; p50 {_ms(decision['p50'])}"
+                  f" p99 {_ms(decision['p99'])} max {_ms(decision['max'])}")
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 _STREAMERS = """
@@ -149,11 +167,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--publishes", type=int, default=500)
     parser.add_argument("--publish-seconds", type=float, default=10)
     parser.add_argument("--quota", type=int, default=100)
+    parser.add_argument("--modes", default=",".join(PUBLISHER_MODES),
+                        help=f"publisher modes, some of {','.join(PUBLISHER_MODES)}")
+    parser.add_argument("--bursts", default="60,500",
+                        help="publishes all at once, after the spread run (empty: none)")
     args = parser.parse_args(argv)
     only = {part.strip() for part in args.only.split(",") if part.strip()}
     if not only or only - set(PARTS):
         parser.error(f"--only takes some of {','.join(PARTS)}")
     counts = [int(n) for n in args.viewers.split(",") if n.strip()]
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not modes or set(modes) - set(PUBLISHER_MODES):
+        parser.error(f"--modes takes some of {','.join(PUBLISHER_MODES)}")
+    bursts = [int(n) for n in args.bursts.split(",") if n.strip()]
+    # `surge.report` lives in the platform source root (pytest adds it; here we do).
+    if str(ROOT / "platform") not in sys.path:
+        sys.path.insert(0, str(ROOT / "platform"))
     if missing := missing_tools():
         print(f"needs {', '.join(missing)}: apt-get install varnish ffmpeg")
         return 2
@@ -169,7 +198,7 @@ def main(argv: list[str]) -> int:
                               args.processes)
             if "publishers" in only:
                 bench_publishers(Path(tmp) / "publishers", args.publishes,
-                                 args.publish_seconds, args.quota)
+                                 args.publish_seconds, args.quota, modes, bursts)
     except KeyboardInterrupt:
         print("\ninterrupted: every process stopped, temporary files removed")
         return 130

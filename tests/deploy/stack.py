@@ -94,12 +94,14 @@ class Stack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-1500:]}")
         return done.stdout
 
-    def start_ingest(self, node: str = "ingest-1", *, redis: bool = True) -> int:
+    def start_ingest(
+        self, node: str = "ingest-1", *, redis: bool = True, env: dict[str, str] | None = None
+    ) -> int:
         """`manage.py ingest` on a free port (``redis`` False: no REDIS_URL, so admission
-        takes the quota row lock); returns the port."""
+        takes the quota row lock; ``env``: more settings); returns the port."""
         port = free_port()
         self.rtmp_port = self.rtmp_port or port
-        env = {**self.env, "GOLIVE_NODE_NAME": node}
+        env = {**self.env, "GOLIVE_NODE_NAME": node, **(env or {})}
         if not redis:
             env.pop("REDIS_URL", None)
         log = self.workdir / f"{node}.log"

@@ -127,6 +127,7 @@ def start_ingest(loop_thread: LoopThread) -> Iterator[Callable[..., RunningInges
         config: IngestConfig | None = None,
         keep_packets: bool = False,
         sink_factory: Any = None,
+        key_attempts: Any = None,
     ) -> RunningIngest:
         """An ingest on the loop thread; media goes to RecordingSinks (kept in
         ``sinks``) unless ``sink_factory`` says otherwise."""
@@ -140,7 +141,10 @@ def start_ingest(loop_thread: LoopThread) -> Iterator[Callable[..., RunningInges
 
         async def create() -> IngestServer:
             server = IngestServer(
-                gatekeeper, sink_factory or recording_sinks, config or IngestConfig(node="test")
+                gatekeeper,
+                sink_factory or recording_sinks,
+                config or IngestConfig(node="test"),
+                key_attempts=key_attempts,
             )
             await server.start("127.0.0.1", 0)
             return server
@@ -153,5 +157,7 @@ def start_ingest(loop_thread: LoopThread) -> Iterator[Callable[..., RunningInges
     yield start
     for running in started:
         loop_thread.call(running.server.stop(grace=5))
+        if hasattr(running.server.key_attempts, "aclose"):  # a Redis client
+            loop_thread.call(running.server.key_attempts.aclose())
         if hasattr(running.gatekeeper, "aclose"):  # the platform's: its DB connections
             loop_thread.call(running.gatekeeper.aclose())

@@ -97,7 +97,11 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-async def fuzz(target: tuple[str, int], seed: bytes, count: int) -> dict[str, int]:
+async def fuzz(
+    target: tuple[str, int], seed: bytes, count: int, first: int = 0
+) -> dict[str, int]:
+    """Sends ``count`` mutated sessions (numbered from ``first``: each number is one
+    mutation, always the same), CONCURRENCY at a time."""
     outcomes = {"sent": 0, "reset": 0}
     gate = asyncio.Semaphore(CONCURRENCY)
 
@@ -121,7 +125,7 @@ async def fuzz(target: tuple[str, int], seed: bytes, count: int) -> dict[str, in
                 if "writer" in locals():
                     writer.close()
 
-    await asyncio.gather(*(one(session) for session in range(count)))
+    await asyncio.gather(*(one(session) for session in range(first, first + count)))
     return outcomes
 
 

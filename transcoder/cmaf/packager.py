@@ -63,16 +63,15 @@ from transcoder.cmaf.fmp4 import (
     write_init,
 )
 from transcoder.packets import MediaPacket, TrackKind
+from transcoder.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
 _VIDEO_TRACK_ID = 1
 _AUDIO_TRACK_ID = 2
-# A timestamp step forward by more than this (ms), or back by more than the other, is a
-# publisher restarting its clock, not media: the kind's timeline continues where it was.
-# Smaller steps back are glitches the track absorbs (decode times forced to increase).
-_CLOCK_JUMP_MS = 5_000
-_CLOCK_BACK_MS = 1_000
+# Each kind's timestamps go through a `Timeline` (transcoder.timeline): a publisher
+# restarting its clock continues where it was. Smaller steps back are glitches the track
+# absorbs (decode times forced to increase).
 # Audio held while no track can take it (before the first key frame, during a codec
 # change) and audio waiting for a video that stopped: bounded, oldest dropped first.
 _MAX_HELD_AUDIO = 500
@@ -209,45 +208,6 @@ class PackagerOutput(Protocol):
     def segment(self, info: SegmentInfo, data: bytes) -> None: ...
 
     def end(self) -> None: ...
-
-
-class _Clock:
-    """A kind's millisecond timeline, kept continuous across a publisher's clock jumps."""
-
-    __slots__ = ("last", "offset", "rebase", "step")
-
-    def __init__(self) -> None:
-        self.offset = 0
-        self.last: int | None = None
-        self.step = 1
-        # When set, the next timestamp comes from a new publisher's clock: it is placed
-        # this many ms after the last one's successor.
-        self.rebase: int | None = None
-
-    def correct(self, timestamp: int) -> int:
-        t = timestamp + self.offset
-        last = self.last
-        if last is None:
-            self.last = t
-            return t
-        if self.rebase is not None:
-            corrected = last + self.step + self.rebase
-            self.rebase = None
-            self.offset += corrected - t
-            self.last = corrected
-            return corrected
-        delta = t - last
-        if delta > _CLOCK_JUMP_MS or delta < -_CLOCK_BACK_MS:
-            corrected = last + self.step
-            self.offset += corrected - t
-            t = corrected
-            # debug, not info: a publisher sending garbage timestamps would flood the log
-            log.debug("timestamps jumped by %d ms; timeline continued", delta)
-        elif delta > 0:
-            self.step = delta
-        if t > last:
-            self.last = t
-        return t
 
 
 class _Track:
@@ -407,7 +367,7 @@ class Packager:
         self._headers: dict[TrackKind, tuple[str, bytes]] = {}
         self._ignored_audio: str | None = None
         self._metadata: dict[str, object] = {}
-        self._clocks = {TrackKind.VIDEO: _Clock(), TrackKind.AUDIO: _Clock()}
+        self._clocks = {TrackKind.VIDEO: Timeline(), TrackKind.AUDIO: Timeline()}
         self._gen: _Generation | None = None
         self._generations = 0
         self._next_msn = settings.first_msn

@@ -22,7 +22,9 @@ PART_HOLD_BACK_PARTS = 3.0
 HOLD_BACK_TARGETS = 3.0
 # Delta updates may skip what is older than this many target durations (>= 6 required).
 SKIP_TARGETS = 6.0
-# Parts stay listed for the last few target durations only; older segments are whole.
+# Parts stay listed only within this many target durations of the playlist's end (the draft:
+# EXT-X-PART tags SHOULD be removed once more than three target durations from the end;
+# hls-parser's strict mode enforces it); older segments are listed whole.
 PART_LISTED_TARGETS = 3.0
 
 
@@ -157,7 +159,7 @@ def render_media_playlist(
             lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
             listed = listed[skipped:]
 
-    parts_from = _parts_listed_from(listed, target) if low_latency else len(listed)
+    parts_from = _parts_listed_from(listed, playlist) if low_latency else len(listed)
     for index, segment in enumerate(listed):
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
@@ -191,13 +193,19 @@ def _part_line(part: Part) -> str:
     return f'#EXT-X-PART:DURATION={_number(part.duration)},URI="{part.uri}"{independent}'
 
 
-def _parts_listed_from(segments: list[Segment], target: int) -> int:
-    """Index of the first segment whose parts are still listed (the last few targets)."""
-    horizon = PART_LISTED_TARGETS * target
-    age = 0.0
+def _parts_listed_from(segments: list[Segment], playlist: MediaPlaylist) -> int:
+    """Index of the first segment whose parts are listed: all of them within the last
+    three target durations, counted from the playlist's end (the partial segment
+    included), and in no more than the last three segments, the one being built (its
+    parts or its preload hint) counted as one, as hls-parser reads the rule."""
+    horizon = PART_LISTED_TARGETS * playlist.target_duration
+    building = not playlist.ended and bool(playlist.partial or playlist.preload_uri)
+    age = 0.0 if playlist.ended else sum(part.duration for part in playlist.partial)
+    allowed = int(PART_LISTED_TARGETS) - building
     index = len(segments)
-    while index > 0 and age < horizon:
+    while index > 0 and allowed > 0 and age + segments[index - 1].duration < horizon:
         index -= 1
+        allowed -= 1
         age += segments[index].duration
     return index
 

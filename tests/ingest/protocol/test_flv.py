@@ -23,13 +23,12 @@ from ingest.protocol.flv import (
     VideoPacketType,
     VideoTag,
     VideoTrack,
-    encode_audio,
-    encode_video,
     find_coded_video,
     is_raw_aac,
     parse_audio,
     parse_video,
 )
+from tests.support.flv import encode_audio, encode_video
 
 KEY = VideoFrameType.KEY
 INTER = VideoFrameType.INTER

@@ -18,6 +18,7 @@ from tests.ingest.clients import ffmpeg_publish
 from tests.platform.delivery.browser import watch
 from tests.platform.golive.test_up import start, stop
 from tests.transcoder.hls.checker import check_media_playlist
+from tests.transcoder.hls.conformance import assert_conformant
 
 pytestmark = pytest.mark.slow
 
@@ -67,6 +68,7 @@ def test_playlists_appear_within_3_s_and_every_one_obeys_ll_hls(platform_up) -> 
 
         previous = check_media_playlist(response.text, fetch=fetch)
         checked = 1
+        served = [response.text]  # every playlist the origin answered, for the parsers
         # Follow the stream with blocking reloads, as hls.js does, for ~8 s.
         until = time.monotonic() + 8
         while time.monotonic() < until:
@@ -81,7 +83,13 @@ def test_playlists_appear_within_3_s_and_every_one_obeys_ll_hls(platform_up) -> 
             current = check_media_playlist(response.text, previous=previous, fetch=fetch)
             assert current.last_msn >= msn
             previous, checked = current, checked + 1
+            served.append(response.text)
         assert checked > 15  # blocking reloads answered part by part, not once a segment
+        delta = requests.get(media_url, params={"_HLS_skip": "YES"}, timeout=5)
+        assert delta.status_code == 200  # a delta once the window is longer than 12 s
+        # The live, blocking and delta playlists, as served, read by hls-parser (strict),
+        # the PyPI m3u8 parser and our checker.
+        assert_conformant([*served, delta.text])
         too_far = requests.get(media_url, params={"_HLS_msn": previous.last_msn + 10}, timeout=5)
         assert too_far.status_code == 400
     finally:

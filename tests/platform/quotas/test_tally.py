@@ -91,3 +91,68 @@ def test_a_row_created_by_someone_else_meanwhile_is_incremented_not_duplicated(
 def test_nonsense_is_refused_before_touching_the_database(result, reason, n) -> None:
     with pytest.raises(ValueError, match=r"result|reason|n must"):
         tally.count(result, reason, n=n)
+
+
+@pytest.fixture
+def deferred(transactional_db):
+    # Transactional: a deferred count joins the buffer when its transaction commits, and
+    # the `db` fixture's never does.
+    tally.defer()
+    yield
+    tally.defer(False)
+    tally.flush()
+
+
+def test_deferred_counts_wait_in_memory_and_one_flush_writes_each_kind_once(
+    deferred, django_assert_num_queries, django_assert_max_num_queries
+) -> None:
+    at = datetime(2026, 11, 21, 14, 7, tzinfo=UTC)
+    hour = datetime(2026, 11, 21, 14, tzinfo=UTC)
+    with django_assert_num_queries(0):  # nothing on the way to the answer
+        for _ in range(40):
+            tally.count("refused", "capacity", at=at)
+        for _ in range(7):
+            tally.count("admitted", at=at)
+    assert counts() == {}
+    # Two kinds: an update that finds no row, then an insert (in a savepoint), for each.
+    with django_assert_max_num_queries(2 * 4):
+        assert tally.flush() == 47
+    assert counts() == {(hour, "refused", "capacity"): 40, (hour, "admitted", ""): 7}
+    assert tally.flush() == 0
+    tally.count("admitted", at=at)
+    assert tally.flush() == 1
+    assert counts()[(hour, "admitted", "")] == 8
+
+
+def test_a_deferred_count_inside_a_transaction_that_rolls_back_is_not_counted(
+    deferred,
+) -> None:
+    at = datetime(2026, 11, 21, 14, 7, tzinfo=UTC)
+
+    def admission_that_fails() -> None:
+        with transaction.atomic():
+            tally.count("admitted", at=at)
+            raise RuntimeError("the admission failed")
+
+    with pytest.raises(RuntimeError):
+        admission_that_fails()
+    with transaction.atomic():
+        tally.count("admitted", "source_only", at=at)
+    assert tally.flush() == 1
+    assert list(counts().values()) == [1]
+
+
+def test_counts_a_failed_flush_could_not_write_wait_for_the_next(deferred, monkeypatch) -> None:
+    at = datetime(2026, 11, 21, 14, 7, tzinfo=UTC)
+    tally.count("refused", "banned", at=at, n=2)
+    real_write = tally._write
+
+    def down(*args: object) -> None:
+        raise OSError("database away")
+
+    monkeypatch.setattr(tally, "_write", down)
+    with pytest.raises(OSError, match="away"):
+        tally.flush()
+    monkeypatch.setattr(tally, "_write", real_write)
+    assert tally.flush() == 2
+    assert sum(counts().values()) == 2

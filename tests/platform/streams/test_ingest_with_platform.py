@@ -192,7 +192,8 @@ def test_repeated_wrong_keys_from_one_address_are_blocked(start_ingest) -> None:
         assert "Unknown or revoked" in refused(
             ffmpeg_publish(ingest.url(f"gl_aaaaaaaa_{attempt:032d}"), frames=5)
         )
-    # Blocked now: even the right key is refused until the block ends, and says so.
+    # Blocked now: a right key never admitted from this address waits like the guesses
+    # (README, security), and is told why.
     assert "Too many wrong stream keys" in refused(ffmpeg_publish(ingest.url(alice.key), frames=5))
     assert not LiveSession.objects.exists()
 

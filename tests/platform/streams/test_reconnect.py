@@ -169,8 +169,8 @@ def test_an_encoder_that_reconnects_within_the_grace_continues_its_broadcast(
     ingest = start_ingest(gatekeeper, IngestConfig(node="test-node"), sink_factory=factory)
     alice = make_streamer("alice")
     first = ffmpeg_publish(ingest.url(alice.key), frames=60)
-    # The encoder comes back once the ingest has seen it go (an encoder reconnecting
-    # before that is refused as already live, and retries).
+    # The encoder comes back once the ingest has seen it go (one that reconnects before
+    # that takes over its silent publish: test_takeover).
     deadline = time.monotonic() + 10
     while not LiveSession.objects.filter(disconnected_at__isnull=False).exists():
         assert time.monotonic() < deadline, "the drop was never noticed"

@@ -12,7 +12,7 @@ from surge import publishers
 from surge.http import open_connection
 from surge.playlist import parse_media, parse_multivariant
 from surge.report import percentiles
-from surge.run import ViewerRun
+from surge.run import ViewerRun, split_probes
 from surge.shapes import schedule
 from surge.viewers import Target
 from transcoder.hls.playlist import MediaPlaylist as Rendered
@@ -141,3 +141,18 @@ def test_the_client_reads_lengths_and_chunks_and_stamps_each_answer() -> None:
         await server.wait_closed()
 
     asyncio.run(scenario())
+
+
+def test_the_probes_are_taken_evenly_from_the_schedule_and_the_crowd_keeps_the_rest() -> None:
+    slots = schedule("plateau", 1000, 60, ramp=10)
+    probes, crowd = split_probes(slots, 20)
+    assert len(probes) == 20
+    assert len(crowd) == 980
+    assert sorted(probes + crowd, key=lambda s: s.join) == slots  # each slot once
+    joins = sorted(s.join for s in probes)
+    assert joins[0] == 0
+    assert 9 < joins[-1] < 10
+    assert split_probes(slots[:1], 20) == (slots[:1], [])
+    assert split_probes(slots, 0) == ([], slots)
+    with pytest.raises(ValueError, match="probes"):
+        ViewerRun("http://127.0.0.1:8000/live/c/master.m3u8", 10, 10, probes=-1).check()

@@ -3,7 +3,7 @@
     manage.py surge viewers http://EDGE/live/<channel>/master.m3u8 --viewers 1000
         [--seconds 60] [--shape surge|relaunch|plateau] [--ramp 5] [--rate 833]
         [--warmup 5] [--switch-every 30] [--processes 2] [--varnish NAME]
-        [--origin http://ORIGIN ...] [--json FILE]
+        [--origin http://ORIGIN ...] [--probes 20] [--load-nice 10] [--json FILE]
     manage.py surge publishers rtmp://INGEST/live [rtmp://INGEST2/live ...] --keys FILE
         [--count 500] [--seconds 10] [--json FILE]
 
@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from surge import publishers
 from surge.report import publisher_table, viewer_table
-from surge.run import ViewerRun, run_viewers
+from surge.run import DEFAULT_LOAD_NICE, DEFAULT_PROBES, ViewerRun, run_viewers
 from surge.shapes import LAUNCH_RATE, SHAPES
 
 
@@ -45,7 +45,12 @@ class Command(BaseCommand):
         viewers.add_argument("--switch-every", type=float, default=30.0,
                              help="mean seconds between rendition switches (0: never)")
         viewers.add_argument("--processes", type=int, default=1,
-                             help="client processes sharing the viewers")
+                             help="niced client processes sharing the load viewers")
+        viewers.add_argument("--probes", type=int, default=DEFAULT_PROBES,
+                             help="viewers (of --viewers) in a process of their own at normal"
+                                  " priority whose timings are reported (0: every viewer's)")
+        viewers.add_argument("--load-nice", type=int, default=DEFAULT_LOAD_NICE,
+                             help="niceness added to the load processes")
         viewers.add_argument("--varnish", help="varnishd instance name (-n) to read counters")
         viewers.add_argument("--origin", action="append", default=[],
                              help="an origin's base URL whose /metrics to read (repeatable)")
@@ -86,7 +91,7 @@ class Command(BaseCommand):
             warmup=options["warmup"], switch_every=options["switch_every"],
             processes=options["processes"], varnish=options["varnish"],
             origins=tuple(options["origin"]), metrics_token=options["metrics_token"],
-            seed=options["seed"],
+            seed=options["seed"], probes=options["probes"], load_nice=options["load_nice"],
         )  # fmt: skip
         try:
             config.check()
