@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from golive.db import database_call
 from streams.models import LiveSession
+from streams.recordings import mark_recording_deleted
 
 from .live import recording_prefix
 from .segment_store import SegmentStore
@@ -55,9 +56,7 @@ def expire_recordings(
         except Exception:
             log.exception("could not delete the recording of session %d", session_id)
             continue
-        LiveSession.objects.filter(pk=session_id).update(
-            vod_path="", recording_deleted_at=timezone.now()
-        )
+        mark_recording_deleted(session_id)
         sessions += 1
     if sessions:
         log.info("retention: deleted %d recording(s), %d object(s)", sessions, objects)

@@ -63,6 +63,21 @@ class SegmentStore:
             return self.url(name)
         raise AssertionError("unreachable")
 
+    def save_once(self, name: str, data: bytes) -> str:
+        """One attempt at `save`, for callers that retry by themselves (the upload lanes).
+        Raises whatever the backend raised."""
+        stored = self.storage.save(name, ContentFile(data))
+        if stored != name:
+            raise SegmentStoreError(f"storage renamed {name} to {stored}: overwrite is off")
+        return self.url(name)
+
+    def listdir(self, folder: str) -> list[str]:
+        """The names of the files directly in ``folder`` (none when it does not exist)."""
+        try:
+            return list(self.storage.listdir(folder)[1])
+        except FileNotFoundError:
+            return []
+
     def url(self, name: str) -> str:
         return self.storage.url(name)
 

@@ -12,6 +12,7 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from botocore.config import Config as BotocoreConfig
 from celery.schedules import crontab
 
 from golive.environment import (
@@ -178,6 +179,14 @@ if S3_BUCKET:
         # "public-read" when the bucket itself serves viewers; unset behind a CDN that
         # reads the bucket with its own credentials or a bucket policy.
         "default_acl": env("S3_DEFAULT_ACL") or None,
+        # Botocore waits 60 s for a connection or a reply by default, and retries within
+        # each call: the upload lanes retry by themselves, and a dead store must fail an
+        # attempt in seconds so the lane knows it is down. (A client_config replaces the
+        # one django-storages builds, so it carries the addressing style too.)
+        "client_config": BotocoreConfig(
+            s3={"addressing_style": env("S3_ADDRESSING_STYLE", "path")},
+            connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2},
+        ),
     }
     if S3_PUBLIC_BASE_URL:
         # django-storages builds public URLs as https://<custom_domain>/<key>.
@@ -246,6 +255,11 @@ GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP = env_int("GOLIVE_RTMP_MAX_CONNECTIONS_PER_IP
 GOLIVE_SERVE_STATIC = env_bool("GOLIVE_SERVE_STATIC", True)
 # Days a past broadcast stays watchable (its VOD and segments); 0 keeps them for good.
 GOLIVE_VOD_RETENTION_DAYS = env_int("GOLIVE_VOD_RETENTION_DAYS", 30, minimum=0)
+# Segments waiting for the segment store, per rendition of a broadcast: this much in
+# memory, then this much spooled to DATA_DIR/spool (a minute of 6 Mb/s is ~45 MB), so an
+# object store away for minutes costs the recording nothing. Past both, segments are lost.
+GOLIVE_UPLOAD_MEMORY_MB = env_int("GOLIVE_UPLOAD_MEMORY_MB", 64, minimum=1)
+GOLIVE_UPLOAD_SPOOL_MB = env_int("GOLIVE_UPLOAD_SPOOL_MB", 2048, minimum=0)
 # The bearer token a Prometheus scraper sends to /metrics from another machine
 # ("Authorization: Bearer <token>"). Empty: only this machine and logged-in staff may scrape.
 GOLIVE_METRICS_TOKEN = env("GOLIVE_METRICS_TOKEN")

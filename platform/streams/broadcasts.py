@@ -395,8 +395,25 @@ def _close_lost(open_sessions: QuerySet[LiveSession], *, at: datetime) -> int:
     count = open_sessions.filter(disconnected_at__isnull=False).update(
         ended_at=F("disconnected_at")
     )
-    # Re-evaluated: the rows just ended no longer match `ended_at__isnull`.
-    return count + open_sessions.update(ended_at=at, end_reason=LiveSession.EndReason.INGEST_LOST)
+    # Re-evaluated: the rows just ended no longer match `ended_at__isnull`. Their figures
+    # are the last heartbeat's: the node died before it could send final ones.
+    return count + open_sessions.update(
+        ended_at=at, end_reason=LiveSession.EndReason.INGEST_LOST, figures_last_known=True
+    )
+
+
+def _finalise_recordings(session_ids: list[int]) -> None:
+    """The delivery of these sessions died with their node: their VOD playlists are built
+    from what the segment store holds. Never fails the caller (a store that cannot be
+    read now is tried again by the node's next start)."""
+    if not session_ids:
+        return
+    from delivery.vod import finalise_recordings
+
+    try:
+        finalise_recordings(session_ids)
+    except Exception:
+        log.exception("could not finalise the recordings of sessions %s", session_ids)
 
 
 def end_orphaned_sessions(node: str) -> int:
@@ -409,6 +426,12 @@ def end_orphaned_sessions(node: str) -> int:
         slots.release_sessions(ids)
     if count:
         log.warning("closed %d session(s) left open by a previous run of %s", count, node)
+    # Also those a reaper closed lately but could not finalise (the store was away then).
+    lost = LiveSession.objects.filter(
+        ingest_node=node, end_reason=LiveSession.EndReason.INGEST_LOST, vod_path="",
+        recording_deleted_at__isnull=True, ended_at__gte=timezone.now() - timedelta(days=1),
+    ).values_list("pk", flat=True)
+    _finalise_recordings([*ids, *lost[:100]])
     return count
 
 
@@ -435,6 +458,7 @@ def reap_expired_leases(now: datetime | None = None, limit: int = 500) -> int:
             "lease of session %d (node %s) expired: slot freed, session closed as ingest lost",
             lease.session_id, lease.node,
         )
+    _finalise_recordings(ids)
     return len(expired)
 
 

@@ -127,6 +127,12 @@ class LiveSession(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     # The recording's VOD playlist in the segment store, once the broadcast has ended.
     vod_path = models.CharField(max_length=255, blank=True)
+    # True when the ingest node died mid-broadcast: the figures above are those of its
+    # last heartbeat, not a final count (and the VOD was built from the segment store).
+    figures_last_known = models.BooleanField(
+        "figures are the last known", default=False,
+        help_text="The ingest died: counts are those of its last heartbeat.",
+    )
     # When retention (GOLIVE_VOD_RETENTION_DAYS) deleted the recording's files.
     recording_deleted_at = models.DateTimeField(null=True, blank=True)
     # Set while the publisher is gone but may reconnect into this session (the reconnect

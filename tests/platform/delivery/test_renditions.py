@@ -63,6 +63,8 @@ def test_each_renditions_delivery_describes_it_with_the_bit_rate_it_measured(
             feed(Packager(Tee(output, copy), PackagerSettings(part_target=0.334)), clip)
             last = copy.segments[-1][0].msn
             assert await index.wait_for_part(STREAM, output.rendition, last, None, 10.0)
+            # Segments reach the store through the upload lane, off the live path.
+            await asyncio.wait_for(output.lane.drain(), 10.0)
             output.worker.cancel()
         return await index.renditions(STREAM), collected
 
