@@ -5,12 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from ingest.gatekeeper import EndReason, Grant
 from ingest.sink import MediaPacket, SinkFactory
 from transcoder.cmaf.packager import Packager, PackagerOutput, PackagerSettings
 
 log = logging.getLogger(__name__)
+
+
+class PacketTap(Protocol):
+    """Something else that wants a publish's packets as its packager takes them (the
+    platform's transcode session). Called from the ingest's event loop: must not block.
+    ``stop`` says the publish is gone (for now: a reconnect continues the source, not
+    the tap)."""
+
+    def media(self, packet: MediaPacket) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class PackagerSink:
@@ -30,8 +42,10 @@ class PackagerSink:
         *,
         grant: Grant | None = None,
         grace: ReconnectGrace | None = None,
+        tap: PacketTap | None = None,
     ) -> None:
         self._packager: Packager | None = packager
+        self._tap = tap
         self._label = label
         self._grant = grant
         self._grace = grace
@@ -50,8 +64,31 @@ class PackagerSink:
                 self._packager.push(packet)
             except Exception:
                 self._fail("media")
+                return
+            if self._tap is not None:
+                try:
+                    self._tap.media(packet)
+                except Exception:
+                    # A broken tap loses its own output only, never the source's.
+                    log.exception("%s: the packet tap failed", self._label or "publish")
+                    self._tap = None
 
     def end(self, reason: EndReason) -> None:
+        try:
+            self._end_packager(reason)
+        finally:
+            # After the packager: what its pause or end emitted reaches the tap's side first.
+            self._stop_tap()
+
+    def _stop_tap(self) -> None:
+        if self._tap is not None:
+            try:
+                self._tap.stop()
+            except Exception:
+                log.exception("%s: the packet tap failed at end", self._label or "publish")
+            self._tap = None
+
+    def _end_packager(self, reason: EndReason) -> None:
         if self._packager is not None:
             if self._grace is not None and self._grant is not None and reason.resumable:
                 try:
@@ -149,20 +186,26 @@ def packager_sink_factory(
     settings: PackagerSettings | None = None,
     *,
     grace: ReconnectGrace | None = None,
+    tap: Callable[[Grant, PackagerOutput], PacketTap | None] | None = None,
 ) -> SinkFactory:
     """A SinkFactory for the ingest: one Packager per admitted publish, writing to the
     output ``make_output(grant)`` returns; with ``grace``, a reconnect into a session whose
-    packager is parked there continues it instead."""
+    packager is parked there continues it instead. ``tap(grant, output)`` may give a
+    `PacketTap` that gets the new publish's packets too (a reconnect gets none)."""
 
     def factory(grant: Grant) -> PackagerSink:
         packager = grace.take(grant.session_id) if grace is not None else None
+        packet_tap = None
         if packager is None:
-            packager = Packager(make_output(grant), settings)
+            output = make_output(grant)
+            packager = Packager(output, settings)
+            packet_tap = tap(grant, output) if tap is not None else None
         return PackagerSink(
             packager,
             label=f"{grant.channel} (session {grant.session_id})",
             grant=grant,
             grace=grace,
+            tap=packet_tap,
         )
 
     return factory

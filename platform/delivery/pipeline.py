@@ -185,8 +185,9 @@ class DeliveryOutput:
 
     # The worker: one task, the queue in order.
     async def _run(self) -> None:
-        with contextlib.suppress(*INDEX_FAILURES):
-            await self.index.remove(self.stream)  # a leftover of a crashed run, if any
+        if self.rendition == SOURCE:  # the stream is the source's: rungs join it
+            with contextlib.suppress(*INDEX_FAILURES):
+                await self.index.remove(self.stream)  # a leftover of a crashed run, if any
         while True:
             kind, info, data, upload = await self.queue.get()
             try:
@@ -325,7 +326,7 @@ class DeliveryOutput:
         window = await self.index.snapshot(self.stream, self.rendition)
         listed_next = window.next_msn if window is not None else None
         behind = [r for r in self.recording if listed_next is not None and r.msn >= listed_next]
-        if listed_next is not None and (
+        if self.rendition == SOURCE and listed_next is not None and (  # the source's stream
             len(behind) > CATCH_UP_LIMIT or listed_next > self._current_msn()
         ):
             await self.index.remove(self.stream)
@@ -349,7 +350,7 @@ class DeliveryOutput:
                 await self._complete(record, stored_url)
         for part in self._current:
             await self._add_part(part)
-        if self._ended:
+        if self._ended and self.rendition == SOURCE:
             await self.index.end(self.stream)
 
     def _recent(self) -> list[_Recorded]:
@@ -369,12 +370,14 @@ class DeliveryOutput:
     # The end: the index says so, the lane drains, the VOD is written.
     async def _end(self) -> None:
         self._ended = True
-        # A few tries over a few seconds: an index that stays away expires by itself.
-        for _attempt in range(len(REBUILD_DELAYS) + 3):
-            await self._sync(lambda: self.index.end(self.stream))
-            if self.index_ok:
-                break
-            await asyncio.sleep(max(self._retry_at - time.monotonic(), 0.05))
+        # The stream's end is the source's (it ends every rendition; the rungs end first).
+        if self.rendition == SOURCE:
+            # A few tries over a few seconds: an index that stays away expires by itself.
+            for _attempt in range(len(REBUILD_DELAYS) + 3):
+                await self._sync(lambda: self.index.end(self.stream))
+                if self.index_ok:
+                    break
+                await asyncio.sleep(max(self._retry_at - time.monotonic(), 0.05))
         await self.lane.drain()
         try:
             await self._write_vod()

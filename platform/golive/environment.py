@@ -11,8 +11,12 @@ import contextlib
 import math
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from transcoder.ladder import Rung
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
@@ -76,6 +80,20 @@ def env_list(name: str, default: str, environ: Mapping[str, str] = os.environ) -
     """Comma-separated items, blanks around them and empty items dropped."""
     text = environ.get(name) or default
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def env_ladder(name: str, environ: Mapping[str, str] = os.environ) -> tuple[Rung, ...]:
+    """A transcode ladder (`transcoder.ladder.parse_ladder` text, e.g.
+    ``720p30:1280x720@30:2400k, 360p30:640x360@30:630k``); unset: the default ladder."""
+    from transcoder.ladder import DEFAULT_LADDER, LadderError, parse_ladder
+
+    text = environ.get(name, "").strip()
+    if not text:
+        return tuple(DEFAULT_LADDER)
+    try:
+        return parse_ladder(text)
+    except LadderError as error:
+        raise ImproperlyConfigured(f"{name}={text!r}: {error}") from None
 
 
 def _at_least(name: str, text: str, number: float, minimum: float | None) -> None:

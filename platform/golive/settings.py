@@ -21,6 +21,7 @@ from golive.environment import (
     env_float,
     env_int,
     env_is_set,
+    env_ladder,
     env_list,
     local_secret_key,
 )
@@ -281,6 +282,16 @@ GOLIVE_TRUSTED_PROXIES = env_list("GOLIVE_TRUSTED_PROXIES", "127.0.0.0/8,::1")
 GOLIVE_DEFAULT_MAX_STREAMS = env_int("GOLIVE_DEFAULT_MAX_STREAMS", 100, minimum=0)
 GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4, minimum=0)
 GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0, minimum=0)
+# The ABR ladder a transcoded broadcast gets (rungs no taller than the source are left
+# out; the source is the top rendition): `transcoder.ladder.parse_ladder` text,
+# "NAME:WxH@FPS:BITRATE[:PROFILE]" comma separated. Unset: 720p30/480p30/360p30/160p30.
+GOLIVE_TRANSCODE_LADDER = env_ladder("GOLIVE_TRANSCODE_LADDER")
+# Transcode sessions `manage.py up` runs in its own process at most (each a decode and
+# one libx264 thread per rung; a 1080p30 ladder takes ~0.7 of a core). Broadcasts get a
+# ladder only while they hold a transcode slot of the quota, so this bounds it per node.
+GOLIVE_TRANSCODE_SESSIONS = env_int(
+    "GOLIVE_TRANSCODE_SESSIONS", GOLIVE_DEFAULT_MAX_TRANSCODES, minimum=0
+)
 # Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
 # "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
 GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")

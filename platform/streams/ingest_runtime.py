@@ -166,10 +166,16 @@ def write_deferred() -> None:
     actions.write_key_uses()
 
 
-def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformIngest:
+def build_ingest_server(
+    sink_factory: SinkFactory | None = None, *, transcode: bool = False
+) -> PlatformIngest:
     """The ingest with the platform's gatekeeper; by default every admitted publish is
     packaged (CMAF) and delivered (live index, segment store, VOD), and a streamer who
-    drops may reconnect into the same broadcast for GOLIVE_RECONNECT_GRACE seconds."""
+    drops may reconnect into the same broadcast for GOLIVE_RECONNECT_GRACE seconds.
+
+    With ``transcode`` (the embedded mode), a publish that holds a transcode slot also
+    gets its ladder (GOLIVE_TRANSCODE_LADDER) from an in-process pool of at most
+    GOLIVE_TRANSCODE_SESSIONS sessions (`delivery.transcoding`)."""
     gatekeeper = PlatformGatekeeper()
     grace = None
     delivering = sink_factory is None
@@ -185,7 +191,17 @@ def build_ingest_server(sink_factory: SinkFactory | None = None) -> PlatformInge
         packaging = PackagerSettings(
             part_target=PART_TARGET, max_segment_duration=target_duration()
         )
-        sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
+        if transcode and settings.GOLIVE_TRANSCODE_SESSIONS > 0:
+            from delivery.transcoding import TranscodePool
+
+            pool = TranscodePool(
+                settings.GOLIVE_TRANSCODE_SESSIONS, settings.GOLIVE_TRANSCODE_LADDER, packaging
+            )
+            sink_factory = packager_sink_factory(
+                pool.output_for, packaging, grace=grace, tap=pool.tap_for
+            )
+        else:
+            sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
     server = PlatformIngest(
         gatekeeper, sink_factory, config=ingest_config(), key_attempts=key_attempt_store()
     )

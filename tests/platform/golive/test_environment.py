@@ -17,6 +17,7 @@ from golive.environment import (
     env_float,
     env_int,
     env_is_set,
+    env_ladder,
     env_list,
     local_secret_key,
 )
@@ -89,3 +90,14 @@ def test_a_process_with_a_bad_setting_stops_with_the_variables_name(tmp_path) ->
     assert "ImproperlyConfigured: GOLIVE_HLS_TARGET_DURATION='two': expected a whole number" in (
         result.stderr
     )
+
+
+def test_the_transcode_ladder_is_read_from_the_environment_or_defaults() -> None:
+    from transcoder.ladder import DEFAULT_LADDER
+
+    assert env_ladder("L", environ={}) == tuple(DEFAULT_LADDER)
+    ladder = env_ladder("L", environ={"L": "720p30:1280x720@30:2400k, 360p30:640x360@30:630k"})
+    assert [(r.name, r.width, r.height, r.bitrate) for r in ladder] == [
+        ("720p30", 1280, 720, 2_400_000), ("360p30", 640, 360, 630_000)]
+    with pytest.raises(ImproperlyConfigured, match="L="):
+        env_ladder("L", environ={"L": "720p30:1280x720"})

@@ -180,7 +180,7 @@ class Command(BaseCommand):
         # One event loop for everything: the web server's (Twisted on asyncio) also runs
         # the RTMP ingest. It binds before serving, so a taken port fails loudly here.
         end_orphaned_sessions(settings.GOLIVE_NODE_NAME)
-        ingest = build_ingest_server()
+        ingest = build_ingest_server(transcode=True)  # the ladder, transcoded in-process
         try:
             twisted_loop.run_until_complete(ingest.start(rtmp_host, rtmp_port))
         except OSError as error:
