@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 
-def embedded_env(tmp_path: Path, *, reconnect_grace: float = 0) -> dict[str, str]:
+def embedded_env(
+    tmp_path: Path, *, reconnect_grace: float = 0, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -45,11 +47,13 @@ def embedded_env(tmp_path: Path, *, reconnect_grace: float = 0) -> dict[str, str
         PYTHONUNBUFFERED="1",
         GOLIVE_RECONNECT_GRACE=str(reconnect_grace),
     )
+    env.update(extra or {})
     return env
 
 
 def start(
-    tmp_path: Path, port: int, *, reconnect_grace: float = 0, http_host: str = "127.0.0.1"
+    tmp_path: Path, port: int, *, reconnect_grace: float = 0, http_host: str = "127.0.0.1",
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[str], dict[str, str]]:
     process = subprocess.Popen(
         [
@@ -62,7 +66,7 @@ def start(
             f"127.0.0.1:{free_port()}",
         ],
         cwd=ROOT,
-        env=embedded_env(tmp_path, reconnect_grace=reconnect_grace),
+        env=embedded_env(tmp_path, reconnect_grace=reconnect_grace, extra=extra_env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -36,7 +36,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     if shutil.which("chromium") is None or shutil.which("ffmpeg") is None:
         pytest.skip("chromium and ffmpeg are needed")
     port = free_port()
-    process, banner = start(tmp_path_factory.mktemp("player"), port)
+    # Source only: the quality menu test shows a broadcast with one rendition, then gives
+    # the player a second one itself (the ladder has its own end-to-end test).
+    process, banner = start(tmp_path_factory.mktemp("player"), port,
+                            extra_env={"GOLIVE_TRANSCODE_SESSIONS": "0"})
     banner["base"] = f"http://127.0.0.1:{port}"
     try:
         yield banner
