@@ -44,6 +44,7 @@ PAGE = """<!doctype html>
 <script src="shaka.js"></script>
 <script>
   window.shakaErrors = [];
+  window.shakaRecovered = [];
   window.shakaBuffering = 0;
   async function start(url) {
     shaka.polyfill.installAll();
@@ -51,8 +52,11 @@ PAGE = """<!doctype html>
     const player = new shaka.Player();
     await player.attach(video);
     player.configure({ streaming: { lowLatencyMode: true } });
-    player.addEventListener("error", (event) => window.shakaErrors.push(
-      `${event.detail.code} ${event.detail.message || ""}`));
+    // Critical errors stop playback; recoverable ones (severity 1) are retried by Shaka,
+    // such as the 404 of a preload hint whose part never came (a segment ended first).
+    player.addEventListener("error", (event) => (
+      event.detail.severity === 2 ? window.shakaErrors : window.shakaRecovered
+    ).push(`${event.detail.code} ${event.detail.message || ""}`));
     player.addEventListener("buffering", (event) => {
       if (event.buffering) window.shakaBuffering += 1;
     });
@@ -115,6 +119,8 @@ def play_with_shaka(master_url: str, seconds: float) -> tuple[Playback, int, str
             time.sleep(0.2)
         errors.extend(page.evaluate("window.shakaErrors"))
         buffering = page.evaluate("window.shakaBuffering")
+        recovered = page.evaluate("window.shakaRecovered")
+        print(f"\nShaka recovered from {len(recovered)} error(s): {sorted(set(recovered))}")
         low_latency = page.evaluate(
             "String(window.shakaPlayer.getConfiguration().streaming.lowLatencyMode)"
         )
