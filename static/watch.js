@@ -23,6 +23,15 @@
   let pollTimer = null;
   let retryTimer = null;
   let liveAvailable = root.dataset.live === "1";
+  // Latency keeping, seconds (see keepUp).
+  const STALL_STEP_S = 0.2;
+  const CATCH_UP_S = 0.1;
+  const SETTLED_S = 0.03;
+  const JUMP_S = 3;
+  const SETTLE_MS = 3000;
+  const FORGIVE_MS = 60000;
+  let steadySince = performance.now();
+  let settled = false;
 
   // Which of the three states the page is in; the offline notice only when nothing plays.
   function show(mode) {
@@ -70,14 +79,19 @@
     stopPolling();
     if (window.Hls && window.Hls.isSupported()) {
       // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
-      // maxLiveSyncPlaybackRate lets it play slightly fast to catch up after a stall or a
-      // late join, so latency returns to the target instead of staying where it fell.
+      // Catching up after a late start or a stall is keepUp()'s (below), so hls.js's own is
+      // off (maxLiveSyncPlaybackRate 1). A stall moves hls.js's target back by
+      // liveSyncOnStallIncrease (at most a target duration): by a part's worth, not its
+      // default second, which would double a sub-second latency after one hiccup.
       const hls = new window.Hls({
-        lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5,
+        lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
+        liveSyncOnStallIncrease: STALL_STEP_S,
         manifestLoadPolicy: policy(10000), playlistLoadPolicy: policy(10000),
         fragLoadPolicy: policy(10000),
       });
       player.hls = hls;
+      steadySince = performance.now();
+      settled = false;
       hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
         fillQualities(hls.levels);
         video.play().catch(function () {});
@@ -154,6 +168,44 @@
   quality.addEventListener("change", function () {
     if (player.hls) player.hls.currentLevel = Number(quality.value);
   });
+
+  // Keeping up with the live edge. hls.js starts at the key frame at or before its target
+  // position (up to a GOP, 2 s, behind), moves its target back by a step at every stall it
+  // sees, for good (a start's joins and seeks count), and speeds playback up only with more
+  // than a second buffered ahead, which a sub-second target never has. So every quarter
+  // second:
+  // - at the start, once what is buffered reaches hls.js's live sync position, jump there
+  //   (Chromium decodes from the key frame in a blink); far behind later (a tab back from
+  //   the background), likewise;
+  // - otherwise more than CATCH_UP_S behind with something buffered ahead, play up to 1.25x
+  //   (Chromium keeps the pitch) until within SETTLED_S;
+  // - after steady playback (SETTLE_MS at the start, FORGIVE_MS later) hls.js's target
+  //   returns to the playlist's PART-HOLD-BACK.
+  video.addEventListener("waiting", function () { steadySince = performance.now(); });
+  function keepUp() {
+    const hls = player.hls;
+    const details = hls && hls.latestLevelDetails;
+    if (!details || !details.live || player.mode !== "live" || video.paused) return;
+    const steady = performance.now() - steadySince;
+    const hold = details.partHoldBack;
+    if (hold && hls.targetLatency > hold + 0.01 && steady > (settled ? FORGIVE_MS : SETTLE_MS)) {
+      hls.targetLatency = hold;
+    }
+    const behind = hls.latency - hls.targetLatency;
+    const ranges = video.buffered;
+    const ahead = ranges.length ? ranges.end(ranges.length - 1) - video.currentTime : 0;
+    const sync = hls.liveSyncPosition;
+    let rate = 1;
+    if (sync !== null && sync > video.currentTime && sync < video.currentTime + ahead - 0.1 &&
+        (behind > JUMP_S || (!settled && behind > 3 * CATCH_UP_S))) {
+      video.currentTime = sync;
+    } else if (ahead > 0.2 && (behind > CATCH_UP_S || (video.playbackRate > 1 && behind > SETTLED_S))) {
+      rate = Math.min(1.25, 1 + behind / 2);
+    }
+    if (Math.abs(video.playbackRate - rate) > 0.01) video.playbackRate = rate;
+    if (!settled && steady > SETTLE_MS && behind < CATCH_UP_S) settled = true;
+  }
+  setInterval(keepUp, 250);
 
   // True latency: now minus the program-date-time of the frame on screen (the wall clock
   // at which the ingest received it).

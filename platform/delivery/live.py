@@ -7,7 +7,6 @@ import threading
 
 from django.conf import settings
 
-from transcoder.cmaf.packager import PART_TARGET  # noqa: F401  (delivery's users import it here)
 from transcoder.live_index import LiveIndex, open_live_index
 from transcoder.renditions import SOURCE as SOURCE  # re-exported for delivery's users
 
@@ -17,6 +16,17 @@ from .segment_store import SegmentStore
 def target_duration() -> int:
     """EXT-X-TARGETDURATION, fixed for a broadcast (settings.GOLIVE_HLS_TARGET_DURATION)."""
     return int(settings.GOLIVE_HLS_TARGET_DURATION)
+
+
+def part_target() -> float:
+    """EXT-X-PART-INF PART-TARGET, seconds (settings.GOLIVE_HLS_PART_TARGET): what the
+    packager cuts parts to, fixed for a broadcast by its ingest."""
+    return float(settings.GOLIVE_HLS_PART_TARGET)
+
+
+def part_hold_back_parts() -> float:
+    """PART-HOLD-BACK in parts (settings.GOLIVE_HLS_PART_HOLD_BACK), set by the origin."""
+    return float(settings.GOLIVE_HLS_PART_HOLD_BACK)
 
 
 # A blocking playlist request waits at most this many target durations (draft: 3).

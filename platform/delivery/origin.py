@@ -37,7 +37,7 @@ from transcoder.hls.playlist import (
 from transcoder.live_index import RenditionWindow
 from transcoder.renditions import Rendition
 
-from .live import BLOCK_TARGETS, live_index, stream_name
+from .live import BLOCK_TARGETS, live_index, part_hold_back_parts, stream_name
 from .load import LOAD
 from .responses import (
     CMAF,
@@ -339,6 +339,7 @@ def _playlist(
         discontinuity_sequence=window.discontinuity_sequence,
         media_sequence=window.media_sequence,
         rendition_reports=reports,
+        part_hold_back_parts=part_hold_back_parts(),
     )
 
 

@@ -46,8 +46,8 @@ from transcoder.live_index import (
 from transcoder.renditions import SOURCE, Rendition, from_init
 
 from .live import (
-    PART_TARGET,
     live_index,
+    part_target,
     segment_store,
     store_path,
     stream_name,
@@ -213,7 +213,7 @@ class DeliveryOutput:
 
     async def _set_init(self, data: bytes, url: str | None) -> None:
         await self.index.set_init(
-            self.stream, self.rendition, data, PART_TARGET, target_duration=target_duration(),
+            self.stream, self.rendition, data, part_target(), target_duration=target_duration(),
             url=url,
         )
 

@@ -21,7 +21,7 @@ from transcoder.hls.playlist import (
     target_duration_for,
 )
 
-from .live import PART_TARGET, SOURCE, store_path
+from .live import SOURCE, part_target, store_path
 from .segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def render_vod(init_url: str, segments: Sequence[StoredSegment]) -> bytes:
     ordered = sorted(segments, key=lambda s: s.msn)
     playlist = MediaPlaylist(
         target_duration=target_duration_for([s.duration for s in ordered]),
-        part_target=PART_TARGET,
+        part_target=part_target(),
         init_uri=init_url,
         segments=tuple(
             Segment(s.msn, s.duration, s.url, s.program_date_time, discontinuity=s.discontinuity)

@@ -25,6 +25,7 @@ from golive.environment import (
     env_list,
     local_secret_key,
 )
+from transcoder.cmaf.packager import PART_TARGET
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -233,6 +234,12 @@ GOLIVE_RECONNECT_GRACE = env_float("GOLIVE_RECONNECT_GRACE", 10.0, minimum=0)
 # long (then the next one starts without a key frame). Match it to the encoder's keyframe
 # interval (OBS: 2 s, as the streamer guide says).
 GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2, minimum=1)
+# LL-HLS PART-TARGET in seconds: parts are cut to at most this long, and a viewer's latency
+# is about PART-HOLD-BACK (in parts, below) times it, plus the encoder's. The draft allows
+# PART-HOLD-BACK down to two parts and recommends three; with 0.2 s parts, two and a half
+# keep glass to glass under a second (tests/bench delivery, "glass", measures them all).
+GOLIVE_HLS_PART_TARGET = env_float("GOLIVE_HLS_PART_TARGET", PART_TARGET, minimum=0.1)
+GOLIVE_HLS_PART_HOLD_BACK = env_float("GOLIVE_HLS_PART_HOLD_BACK", 2.5, minimum=2.0)
 # A live stream's slot lease lasts this long unless the ingest's heartbeat renews it; an
 # ingest node that dies loses its streams' slots this long after its last heartbeat.
 GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0, minimum=1)

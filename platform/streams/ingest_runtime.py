@@ -180,7 +180,7 @@ def build_ingest_server(
     grace = None
     delivering = sink_factory is None
     if sink_factory is None:
-        from delivery.live import PART_TARGET, target_duration
+        from delivery.live import part_target, target_duration
         from delivery.pipeline import make_delivery_output
         from ingest.packaging import packager_sink_factory
         from transcoder.cmaf.packager import PackagerSettings
@@ -189,7 +189,7 @@ def build_ingest_server(
             grace = ReconnectGrace(settings.GOLIVE_RECONNECT_GRACE, gatekeeper.conclude)
         # Segments never outlast the announced target duration, so it never changes.
         packaging = PackagerSettings(
-            part_target=PART_TARGET, max_segment_duration=target_duration()
+            part_target=part_target(), max_segment_duration=target_duration()
         )
         if transcode and settings.GOLIVE_TRANSCODE_SESSIONS > 0:
             from delivery.transcoding import TranscodePool

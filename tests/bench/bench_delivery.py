@@ -76,11 +76,15 @@ from transcoder.live_index import LiveIndex, PartRef, SegmentRef
 from transcoder.live_index.redis_index import RedisLiveIndex
 
 ROOT = Path(__file__).resolve().parents[2]
-MEASUREMENTS = ("latency", "wake", "hold")
+MEASUREMENTS = ("glass", "latency", "wake", "hold")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
 
 AIM_LATENCY = 1.5  # s, median ingest to screen in Chromium
+AIM_GLASS = 1.0  # s, median glass to glass (stamp before the encoder to display)
+AIM_GLASS_P95 = 1.3
+# The part settings glass compares by default: the old ones, then the shipped defaults.
+GLASS_SETTINGS = "0.334/3,default"
 AIM_WAKE = 0.050  # s, a blocked playlist request answered after its part arrives
 AIM_HOLD = 5000  # blocked requests in one origin process ...
 AIM_HOLD_BYTES = 1 << 30  # ... within 1 GiB
@@ -114,6 +118,22 @@ class Latency:
     advanced: float  # s of media played during the window
     window: float  # s of wall clock
     errors: list[str]
+
+
+@dataclass
+class Glass:
+    part_target: float
+    hold_back_parts: float
+    samples: list[float]  # s, glass to glass, one per frame presented after the warm-up
+    unread: int  # frames whose stamp did not check
+    stalls: int
+    longest_stall: float
+    frames_sent: int
+    late_frames: int
+    errors: list[str]
+    player_latency: list[float] = field(default_factory=list)  # hls.js's own estimate, s
+    page_latency: list[float] = field(default_factory=list)  # ingest to screen (PDT), s
+    player_target: list[float] = field(default_factory=list)  # hls.js's target latency, s
 
 
 @dataclass
@@ -469,6 +489,180 @@ async def _hold(
         await asyncio.gather(*holders, return_exceptions=True)
 
 
+# -- glass to glass ---------------------------------------------------------------------
+
+
+def _glass_settings(text: str) -> list[tuple[float, float] | None]:
+    """``0.334/3,0.2/2.5,default``: part target s / PART-HOLD-BACK in parts; ``default``
+    is what the platform ships with (its settings, read by the server)."""
+    settings: list[tuple[float, float] | None] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item == "default":
+            settings.append(None)
+            continue
+        target, _, parts = item.partition("/")
+        settings.append((float(target), float(parts or 3)))
+    return settings
+
+
+def measure_glass(
+    processes: Processes,
+    workdir: Path,
+    setting: tuple[float, float] | None,
+    seconds: float,
+    warmup: float,
+) -> Glass:
+    from playwright.sync_api import sync_playwright
+
+    from tests.bench.glass import READER_JS, StampedPublisher, geometry
+    from tests.platform.delivery.browser import CHROMIUM_FLAGS
+    from tests.platform.golive.test_up import embedded_env
+
+    extra = {"GOLIVE_TRANSCODE_SESSIONS": "0"}  # the source alone: what is measured
+    if setting is not None:
+        extra["GOLIVE_HLS_PART_TARGET"] = f"{setting[0]:g}"
+        extra["GOLIVE_HLS_PART_HOLD_BACK"] = f"{setting[1]:g}"
+    http_port, rtmp_port = free_port(), free_port()
+    command = [sys.executable, "manage.py", "up", "--http", f"127.0.0.1:{http_port}"]
+    command += ["--rtmp", f"127.0.0.1:{rtmp_port}"]
+    up = processes.start(
+        command,
+        cwd=ROOT,
+        env=embedded_env(workdir, extra=extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    banner = _read_banner(up)
+    base = f"http://127.0.0.1:{http_port}"
+    _wait_serving(f"{base}/healthz")
+    publisher = StampedPublisher(
+        workdir / "publisher", f"rtmp://127.0.0.1:{rtmp_port}/live/{banner['key']}"
+    )
+    publisher.start()
+    errors: list[str] = []
+    positions: list[tuple[float, float]] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
+            )
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}/c/{banner['channel']}")
+            page.wait_for_function(
+                "window.golivePlayer && window.golivePlayer.video.currentTime > 0",
+                timeout=30_000,
+            )
+            started = time.monotonic()
+            while time.monotonic() - started < warmup:
+                time.sleep(0.2)
+            page.evaluate(READER_JS, geometry())
+            started = time.monotonic()
+            player_latency, page_latency, player_target = [], [], []
+            while time.monotonic() - started < seconds:
+                current, hls_latency, pdt_latency, target = page.evaluate(
+                    "[window.golivePlayer.video.currentTime, window.golivePlayer.hls.latency,"
+                    " window.golivePlayer.latency(), window.golivePlayer.hls.targetLatency]"
+                )
+                player_target.append(target)
+                positions.append((time.monotonic(), current))
+                player_latency.append(hls_latency)
+                if pdt_latency is not None:
+                    page_latency.append(pdt_latency)
+                time.sleep(0.2)
+            glass = page.evaluate("window.goliveGlass")
+            served = page.evaluate(
+                "[window.golivePlayer.hls.latestLevelDetails.partTarget,"
+                " window.golivePlayer.hls.latestLevelDetails.partHoldBack]"
+            )
+            browser.close()
+    finally:
+        publisher.stop()
+    if not publisher.frames:
+        errors.append(
+            f"the publisher sent nothing: {tail(workdir / 'publisher' / 'publisher.log', 300)}"
+        )
+    stalls, longest = _stalls(positions)
+    part_target, hold_back = served[0], served[1] / served[0]  # as the playlists said
+    return Glass(
+        part_target=part_target,
+        hold_back_parts=hold_back,
+        samples=[(shown - stamp) / 1000 for shown, stamp in glass["samples"]],
+        unread=int(glass["unread"]),
+        stalls=stalls,
+        longest_stall=longest,
+        frames_sent=publisher.frames,
+        late_frames=publisher.late_frames,
+        errors=errors,
+        player_latency=player_latency,
+        page_latency=page_latency,
+        player_target=player_target,
+    )
+
+
+def print_glass(results: list[Glass], seconds: float, warmup: float) -> None:
+    print()
+    print(
+        "glass: a wall-clock stamp drawn into each 720p30 frame before libx264 (veryfast, "
+        "zerolatency, 2 s GOP, 3 Mb/s), read back from each frame Chromium presents "
+        f"(watch page, hls.js); embedded `manage.py up`, source only; {seconds:g} s after "
+        f"{warmup:g} s warm-up"
+    )
+    rows = []
+    first = statistics.median(results[0].samples) if results and results[0].samples else None
+    for result in results:
+        values = result.samples
+        if not values:
+            rows.append(
+                [
+                    f"{result.part_target:g}",
+                    f"{result.hold_back_parts:g}",
+                    "0",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    str(result.stalls),
+                    "-",
+                    "no frame read",
+                ]
+            )
+            continue
+        median, p95 = statistics.median(values), _p95(values)
+        aim = median <= AIM_GLASS and p95 <= AIM_GLASS_P95
+        rows.append([
+            f"{result.part_target:g}", f"{result.hold_back_parts:g}",
+            f"{result.part_target * result.hold_back_parts:.3f}", str(len(values)),
+            f"{median:.3f}", f"{p95:.3f}", f"{min(values):.3f}", str(result.stalls),
+            f"{result.longest_stall:.1f}",
+            f"{median / first:.2f}x" if first else "-",
+            f"{'met' if aim else 'missed'}",
+        ])  # fmt: skip
+    _table(
+        ["part s", "hold-back parts", "hold-back s", "frames", "p50 s", "p95 s", "min s",
+         "stalls", "longest stall s", "p50 vs first", "aim p50 ≤ 1.0, p95 ≤ 1.3"],
+        rows,
+    )  # fmt: skip
+    for result in results:
+        if result.player_latency and result.page_latency:
+            print(
+                f"  part {result.part_target:g} s, hold-back {result.hold_back_parts:g}: "
+                f"hls.js's own latency p50 {statistics.median(result.player_latency):.3f} s "
+                f"(its target {statistics.median(result.player_target):.3f} s); "
+                f"ingest to screen (program-date-time) p50 "
+                f"{statistics.median(result.page_latency):.3f} s"
+            )
+        if result.unread or result.late_frames:
+            print(
+                f"  part {result.part_target:g} s: {result.unread} frames presented without a "
+                f"readable stamp, {result.late_frames} of {result.frames_sent} frames written "
+                "late by the publisher (this machine was busy)"
+            )
+        for error in result.errors:
+            print(f"  part {result.part_target:g} s: page error: {error}")
+
+
 # -- latency ----------------------------------------------------------------------------
 
 
@@ -747,6 +941,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", default=",".join(MEASUREMENTS), help="latency,wake,hold")
     parser.add_argument("--seconds", type=float, default=30, help="latency: playback window")
     parser.add_argument("--warmup", type=float, default=5, help="latency: playback before it")
+    parser.add_argument(
+        "--glass-settings",
+        default=GLASS_SETTINGS,
+        help="glass: part target s / PART-HOLD-BACK parts, comma-separated; 'default' = shipped",
+    )
     parser.add_argument("--wake-clients", default="1,100,1000", help="wake: client counts K")
     parser.add_argument("--wake-rounds", type=int, default=5, help="wake: parts per K")
     parser.add_argument("--hold", type=int, default=AIM_HOLD, help="hold: blocked requests")
@@ -761,7 +960,13 @@ def main(argv: list[str]) -> int:
         parser.error("--wake-clients takes positive counts, e.g. 1,100,1000")
     if args.wake_rounds < 1 or args.hold < 1:
         parser.error("--wake-rounds and --hold must be at least 1")
-    if "latency" in only and (shutil.which("chromium") is None or shutil.which("ffmpeg") is None):
+    try:
+        glass_settings = _glass_settings(args.glass_settings)
+    except ValueError:
+        parser.error("--glass-settings takes e.g. 0.334/3,0.2/3,default")
+    if {"glass", "latency"} & set(only) and (
+        shutil.which("chromium") is None or shutil.which("ffmpeg") is None
+    ):
         print("latency needs chromium and ffmpeg: apt-get install chromium ffmpeg")
         return 2
     if {"wake", "hold"} & set(only) and (error := _redis_reachable(args.redis)):
@@ -780,6 +985,29 @@ def main(argv: list[str]) -> int:
             tempfile.TemporaryDirectory(prefix="golive-bench-") as tmp,
             Processes() as processes,
         ):
+            if "glass" in only:
+                results = []
+                for number, setting in enumerate(glass_settings):
+                    label = (
+                        "default settings"
+                        if setting is None
+                        else f"part {setting[0]:g} s, hold-back {setting[1]:g} parts"
+                    )
+                    print(
+                        f"glass: {label}: starting manage.py up and the stamped publisher ...",
+                        flush=True,
+                    )
+                    results.append(
+                        measure_glass(
+                            processes,
+                            Path(tmp) / f"glass-{number}",
+                            setting,
+                            args.seconds,
+                            args.warmup,
+                        )
+                    )
+                    processes.close()
+                print_glass(results, args.seconds, args.warmup)
             if "latency" in only:
                 print("latency: encoding the sample, starting manage.py up ...", flush=True)
                 sample = encode_sample(Path(tmp) / "sample.flv")

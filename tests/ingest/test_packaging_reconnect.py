@@ -14,6 +14,7 @@ from ingest.sink import SinkFactory
 from tests.ingest.test_packaging import publish
 from tests.transcoder.cmaf.media import Clip, Collector, decode, feed
 from transcoder.cmaf import Packager, PackagerError
+from transcoder.cmaf.packager import PART_TARGET
 
 GRANT = Grant(session_id=7, channel="alice")
 
@@ -42,7 +43,7 @@ def test_a_resumed_publish_carries_on_one_timeline_and_one_media_sequence(
     resumed = output.segments[dropped_at][0]
     assert resumed.parts[0].independent, "the reconnect starts a segment on its key frame"
     for info, _ in output.segments:  # parts as LL-HLS wants them, a segment's last aside
-        assert all(0.85 * 0.333 - 1e-3 <= p.duration <= 0.334 for p in info.parts[:-1])
+        assert all(0.85 * PART_TARGET - 1e-3 <= p.duration <= PART_TARGET for p in info.parts[:-1])
     assert not any(info.discontinuity for info, _ in output.segments)
     msns = [info.msn for info, _ in output.segments]
     assert msns == list(range(len(msns)))

@@ -70,6 +70,8 @@ class MediaPlaylist:
     discontinuity_sequence: int = 0
     rendition_reports: tuple[RenditionReport, ...] = ()
     media_sequence: int = field(default=0)
+    # PART-HOLD-BACK in parts (the draft: at least 2, SHOULD be 3 or more).
+    part_hold_back_parts: float = PART_HOLD_BACK_PARTS
 
     @property
     def next_msn(self) -> int:
@@ -128,7 +130,7 @@ def render_media_playlist(
         f"#EXT-X-TARGETDURATION:{target}",
     ]
     if low_latency and not playlist.ended:
-        part_hold_back = PART_HOLD_BACK_PARTS * playlist.part_target
+        part_hold_back = playlist.part_hold_back_parts * playlist.part_target
         lines.append(
             "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES"
             f",CAN-SKIP-UNTIL={_number(SKIP_TARGETS * target)}"
