@@ -7,7 +7,7 @@ import threading
 
 from django.conf import settings
 
-from transcoder.cmaf.packager import PART_TARGET  # noqa: F401  (delivery's users import it here)
+from transcoder.cmaf.packager import PART_TARGET as PART_TARGET  # re-exported for delivery's users
 from transcoder.live_index import LiveIndex, open_live_index
 from transcoder.renditions import SOURCE as SOURCE  # re-exported for delivery's users
 
