@@ -1,22 +1,26 @@
-"""Shared fixtures: the personas every test may use, and the report of what is real.
-
-Personas (healthchecks-style): alice streams, bob is a partner streamer, charlie only
-watches, ada is an admin, olga is ops. Other objects are built inline in each test.
+"""Shared fixtures: the personas every test may use (`tests.support.personas`: alice
+streams, bob is a partner streamer, charlie only watches, ada is an admin, olga is ops), and
+the report of what is real. Other objects are built inline in each test.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.scheduling import drop_realtime
-
-REQUIRE_SERVICES = os.environ.get("GOLIVE_REQUIRE_SERVICES") == "1"
+from tests.support.personas import (
+    StreamerPersona,
+    make_admin,
+    make_ops,
+    make_streamer,
+    make_viewer,
+)
+from tests.support.processes import free_port
+from tests.support.services import REQUIRE_SERVICES
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -109,21 +113,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"golive suite ran on: {_database_server[0]}")
 
 
-@dataclass
-class StreamerPersona:
-    user: Any
-    streamer: Any
-    channel: Any
-    key: str
-
-
-def make_streamer(username: str, *, partner: bool = False) -> StreamerPersona:
-    from streams.actions import create_streamer
-
-    streamer, key = create_streamer(username, partner=partner, password=f"{username}-pw-1234")
-    return StreamerPersona(streamer.user, streamer, streamer.channel, key)
-
-
 @pytest.fixture
 def alice(db: None) -> StreamerPersona:
     return make_streamer("alice")
@@ -135,23 +124,18 @@ def bob(db: None) -> StreamerPersona:
 
 
 @pytest.fixture
-def charlie(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user("charlie", password="charlie-pw-1234")
+def charlie(db: None) -> Any:
+    return make_viewer("charlie")
 
 
 @pytest.fixture
-def ada(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser("ada", password="ada-pw-1234")
+def ada(db: None) -> Any:
+    return make_admin("ada")
 
 
 @pytest.fixture
-def olga(django_user_model: Any) -> Any:
-    from django.conf import settings
-    from django.contrib.auth.models import Group
-
-    user = django_user_model.objects.create_user("olga", password="olga-pw-1234", is_staff=True)
-    user.groups.add(Group.objects.get_or_create(name=settings.GOLIVE_OPS_GROUP)[0])
-    return user
+def olga(db: None) -> Any:
+    return make_ops("olga")
 
 
 @pytest.fixture
@@ -197,36 +181,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             client.delete(key)
     except redis.RedisError:
         pass  # the keys expire by themselves
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def create_bucket(endpoint: str, *, cors: bool = False) -> str:
-    """A fresh bucket on the S3 server at ``endpoint``; ``cors`` lets browsers read it."""
-    import uuid
-
-    import boto3
-
-    bucket = f"segments-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    )
-    s3.create_bucket(Bucket=bucket)
-    if cors:
-        # Players fetch segments from the bucket across origins: it needs a CORS rule.
-        rule = {"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["*"]}
-        s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [rule]})
-    return bucket
 
 
 @pytest.fixture(scope="session")

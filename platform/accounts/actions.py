@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.db import IntegrityError, transaction
 
 from streams.models import Channel
@@ -16,7 +16,7 @@ from .models import Follow
 log = logging.getLogger(__name__)
 
 
-def sign_up(username: str, email: str, password: str) -> AbstractBaseUser:
+def sign_up(username: str, email: str, password: str) -> User:
     """Creates a viewer account (no channel: `streams.actions.become_streamer` adds one).
     The form has validated the username, the address and the password."""
     user = get_user_model().objects.create_user(username=username, email=email, password=password)

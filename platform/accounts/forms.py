@@ -1,20 +1,20 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import UserCreationForm, UsernameField
+from django.contrib.auth.models import User
 
 
-class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
+class SignUpForm(UserCreationForm[User]):
     email = forms.EmailField(
         required=True, help_text="For resetting your password; never shown to anyone."
     )
 
-    class Meta(UserCreationForm.Meta):
+    class Meta:  # UserCreationForm.Meta's, with the address
         model = get_user_model()
         fields = ("username", "email")
+        field_classes = {"username": UsernameField}
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"].strip().lower()
@@ -23,7 +23,7 @@ class SignUpForm(UserCreationForm):  # type: ignore[type-arg]
                                         "its password.")
         return email
 
-    def save(self, commit: bool = True) -> Any:
+    def save(self, commit: bool = True) -> User:
         from .actions import sign_up
 
         return sign_up(

@@ -13,6 +13,7 @@ from streams.models import Channel
 
 from . import actions
 from .forms import SignUpForm
+from .requests import SignedInRequest
 
 
 def _next(request: HttpRequest, default: str) -> str:
@@ -35,10 +36,10 @@ def sign_up(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def follow(request: HttpRequest, slug: str) -> HttpResponse:
+def follow(request: SignedInRequest, slug: str) -> HttpResponse:
     channel = get_object_or_404(Channel.objects.select_related("owner"), slug=slug)
     if request.POST.get("follow", "1") == "1":
-        actions.follow(request.user, channel)  # type: ignore[arg-type]
+        actions.follow(request.user, channel)
     else:
-        actions.unfollow(request.user, channel)  # type: ignore[arg-type]
+        actions.unfollow(request.user, channel)
     return HttpResponseRedirect(_next(request, f"/c/{channel.slug}"))

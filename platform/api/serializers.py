@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from quotas.actions import MAX_LIMIT
 from streams.models import Channel, LiveSession
+from watch.directory import LiveEntry
 
 
-class ChannelSerializer(serializers.ModelSerializer):
+class ChannelSerializer(serializers.ModelSerializer[Channel]):
     streamer = serializers.CharField(source="owner.display_name", read_only=True)
     is_live = serializers.SerializerMethodField()
     viewers = serializers.SerializerMethodField(help_text="Viewers now (0 when offline).")
@@ -36,7 +39,7 @@ class ChannelSerializer(serializers.ModelSerializer):
         return watch_url(channel)
 
 
-class LiveChannelSerializer(serializers.Serializer):
+class LiveChannelSerializer(serializers.Serializer[LiveEntry]):
     slug = serializers.CharField()
     title = serializers.CharField()
     category = serializers.CharField()
@@ -46,12 +49,12 @@ class LiveChannelSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField()
 
 
-class StreamKeySerializer(serializers.Serializer):
+class StreamKeySerializer(serializers.Serializer[dict[str, str]]):
     stream_key = serializers.CharField(help_text="Shown once. The previous key no longer works.")
     rtmp_url = serializers.CharField()
 
 
-class LiveSessionSerializer(serializers.ModelSerializer):
+class LiveSessionSerializer(serializers.ModelSerializer[LiveSession]):
     class Meta:
         model = LiveSession
         fields = [
@@ -60,7 +63,7 @@ class LiveSessionSerializer(serializers.ModelSerializer):
         ]
 
 
-class QuotaSerializer(serializers.Serializer):
+class QuotaSerializer(serializers.Serializer[dict[str, Any]]):
     max_streams = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT, required=False)
     max_transcodes = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT, required=False)
     partner_reserve = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT, required=False)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from quotas.actions import QuotaError, get_quota, set_quota
@@ -28,7 +30,7 @@ from .serializers import (
 )
 
 
-class ChannelDetail(generics.RetrieveUpdateAPIView):
+class ChannelDetail(generics.RetrieveUpdateAPIView[Channel]):
     """A channel's public details; its streamer may change the title and category."""
 
     queryset = Channel.objects.select_related("owner")
@@ -41,7 +43,8 @@ class ChannelDetail(generics.RetrieveUpdateAPIView):
             return [AllowAny()]
         return [IsAuthenticated(), IsChannelOwnerOrReadOnly()]
 
-    def perform_update(self, serializer: ChannelSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: BaseSerializer[Channel]) -> None:
+        assert serializer.instance is not None  # an update's serializer holds the channel
         data = serializer.validated_data
         actions.update_channel(
             serializer.instance, title=data.get("title"), category=data.get("category")
@@ -58,7 +61,8 @@ class LiveChannels(APIView):
         from watch.directory import live_entries
 
         entries = live_entries(request.user, request.query_params.get("q", "")[:100])
-        response = Response(LiveChannelSerializer(entries, many=True).data)
+        # DRF's stubs give a plain Serializer one instance, many=True or not.
+        response = Response(LiveChannelSerializer(entries, many=True).data)  # type: ignore[arg-type]
         response["Cache-Control"] = "no-cache" if request.user.is_authenticated else "max-age=2"
         return response
 
@@ -81,13 +85,13 @@ class RotateStreamKey(APIView):
         return response
 
 
-class ChannelSessions(generics.ListAPIView):
+class ChannelSessions(generics.ListAPIView[LiveSession]):
     """The channel's broadcasts, newest first. Its streamer and staff only."""
 
     serializer_class = LiveSessionSerializer
     permission_classes = [IsAuthenticated, IsChannelOwnerOrStaff]
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[LiveSession]:
         channel = get_object_or_404(
             Channel.objects.select_related("owner"), slug=self.kwargs["slug"]
         )

@@ -356,7 +356,7 @@ def set_modes(
         if slow_seconds is not None:
             modes.slow_seconds = slow_seconds
         if followers_only_minutes is not False:
-            modes.followers_only_minutes = followers_only_minutes  # type: ignore[assignment]
+            modes.followers_only_minutes = followers_only_minutes
         if account_age_minutes is not None:
             modes.account_age_minutes = account_age_minutes
         if links_allowed is not None:

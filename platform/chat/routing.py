@@ -4,4 +4,5 @@ from django.urls import path
 
 from .socket import ChatSocket
 
-websocket_urlpatterns = [path("ws/chat/<slug:slug>", ChatSocket())]
+# Channels routes ASGI applications with Django's path(), whose stubs know only views.
+websocket_urlpatterns = [path("ws/chat/<slug:slug>", ChatSocket())]  # type: ignore[arg-type]

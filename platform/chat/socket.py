@@ -121,14 +121,17 @@ class ChatSocket:
         if room is None:
             await send({"type": "websocket.close", "code": 4404})
             return
-        signed_in = bool(user is not None and user.is_authenticated)
+        # AuthMiddlewareStack's user: a signed-in one, AnonymousUser, or none at all.
+        member = user if user is not None and user.is_authenticated else None
+        signed_in = member is not None
         role = await role_of(room, user) if signed_in else actions.Role.VIEWER
         await send({"type": "websocket.accept"})
         hub = self.hub_factory()
         subscriber = Subscriber()
         state = await hub.join(slug, subscriber)
         subscriber.push(encode({
-            "t": "hello", "user": user.get_username() if signed_in else None, "role": role,
+            "t": "hello", "user": member.get_username() if member is not None else None,
+            "role": role,
             "moderator": role in actions.MODERATING,
         }))
         subscriber.push(encode(history_event(state)))

@@ -12,11 +12,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.requests import SignedInRequest
 from chat import actions as chat_actions
 from chat.models import Moderator, RoomSettings
 from delivery.segment_store import segment_storage
@@ -29,7 +30,7 @@ from watch.views import format_duration
 from .health import warnings
 
 
-def _channel(request: HttpRequest) -> Channel | None:
+def _channel(request: SignedInRequest) -> Channel | None:
     return (
         Channel.objects.select_related("owner")
         .filter(owner__user_id=request.user.pk).first()
@@ -53,7 +54,7 @@ def obs_settings(channel: Channel) -> list[tuple[str, str]]:
 
 @never_cache
 @login_required
-def dashboard(request: HttpRequest, new_key: str = "") -> HttpResponse:
+def dashboard(request: SignedInRequest, new_key: str = "") -> HttpResponse:
     channel = _channel(request)
     if channel is None:
         return render(request, "dashboard/start.html", {"error": ""})
@@ -98,7 +99,7 @@ def _categories() -> list[str]:
 
 @login_required
 @require_POST
-def start_channel(request: HttpRequest) -> HttpResponse:
+def start_channel(request: SignedInRequest) -> HttpResponse:
     try:
         _, key = actions.become_streamer(request.user, slug=request.POST.get("slug", ""))
     except actions.StreamerError as error:
@@ -108,7 +109,7 @@ def start_channel(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 @login_required
-def rotate_key(request: HttpRequest) -> HttpResponse:
+def rotate_key(request: SignedInRequest) -> HttpResponse:
     """GET asks for confirmation; POST with confirm=yes rotates and shows the new key."""
     channel = _channel(request)
     if channel is None:
@@ -122,7 +123,7 @@ def rotate_key(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def update_channel(request: HttpRequest) -> HttpResponse:
+def update_channel(request: SignedInRequest) -> HttpResponse:
     channel = _channel(request)
     if channel is not None:
         actions.update_channel(
@@ -134,7 +135,7 @@ def update_channel(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def moderators(request: HttpRequest) -> HttpResponse:
+def moderators(request: SignedInRequest) -> HttpResponse:
     channel = _channel(request)
     if channel is None:
         return HttpResponseRedirect("/dashboard")
@@ -152,7 +153,7 @@ def moderators(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def health(request: HttpRequest) -> JsonResponse:
+def health(request: SignedInRequest) -> JsonResponse:
     """The live session's figures and warnings, polled by the dashboard every 2 s."""
     channel = _channel(request)
     if channel is None:

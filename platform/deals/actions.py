@@ -55,7 +55,15 @@ from .calculation import (
     Terms,
     calculate,
 )
-from .models import Deal, DealEvent, DealVersion, Payout, PayoutEvent, PayoutLine
+from .models import (
+    Deal,
+    DealEvent,
+    DealVersion,
+    LedgerEntry,
+    Payout,
+    PayoutEvent,
+    PayoutLine,
+)
 from .money import CURRENCIES, AmountError, Money, parse_thresholds, percent
 from .plausibility import Review, review
 from .progress import sessions_of
@@ -63,7 +71,7 @@ from .progress import sessions_of
 log = logging.getLogger(__name__)
 
 Account = ledger.Account
-Entry = ledger.LedgerEntry.Kind
+Entry = LedgerEntry.Kind
 Status = Payout.Status
 Kind = Payout.Kind
 DealStatus = Deal.Status

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -23,7 +23,7 @@ from django.contrib.admin.utils import (
     unquote,
 )
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -52,6 +52,8 @@ from .money import (
 from .progress import progress, sessions_of, with_period_sessions
 
 ADMIN_CSS = {"all": ["deals/admin.css"]}
+
+M = TypeVar("M", bound=Model)
 
 
 # --- Form fields --------------------------------------------------------------------------
@@ -96,7 +98,7 @@ class PercentField(forms.CharField):
             raise ValidationError(str(error)) from None
 
 
-class DealForm(forms.ModelForm):
+class DealForm(forms.ModelForm[Deal]):
     """A deal and its terms. On a signed deal the terms become a proposal (a new version)
     that applies from ``effective_from`` once another admin signs it."""
 
@@ -144,7 +146,8 @@ class DealForm(forms.ModelForm):
         deal = self.instance
         if deal.pk is None:
             return
-        version = deal.pending_version() or (deal.signed_versions() or [None])[-1]
+        signed = deal.signed_versions()
+        version = deal.pending_version() or (signed[-1] if signed else None)
         if version is not None:
             self.initial.update({
                 "currency": version.currency, "kind": version.kind,
@@ -161,7 +164,8 @@ class DealForm(forms.ModelForm):
             )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         needed = ["currency", "kind", "amount", "ends_on", "min_hours", "min_streams",
                   "shortfall"]
         if any(data.get(name) is None for name in needed):
@@ -270,7 +274,7 @@ def run_each(
 
 
 def form_step(
-    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],
+    model_admin: admin.ModelAdmin[M], request: HttpRequest, queryset: QuerySet[M],
     form_class: type[forms.Form], title: str, initial: dict[str, Any] | None = None,
 ) -> forms.Form | TemplateResponse:
     """An action that asks for one value first: the valid form, or the page asking for it."""
@@ -297,9 +301,9 @@ def form_step(
 
 
 def ask_then_each(
-    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any],
+    model_admin: admin.ModelAdmin[M], request: HttpRequest, queryset: QuerySet[M],
     form_class: type[forms.Form], title: str, field: str,
-    step: Callable[[Any, Any], object], done: str, initial: dict[str, Any] | None = None,
+    step: Callable[[M, Any], object], done: str, initial: dict[str, Any] | None = None,
     already: str = "",
 ) -> TemplateResponse | None:
     """An action that asks for a value (the form's ``field``; ``"*"`` for all its cleaned
@@ -339,12 +343,13 @@ def refused_mark(event: Any) -> str:
 # --- Deals --------------------------------------------------------------------------------
 
 
-class DealVersionInline(AppendOnlyInline):
+class DealVersionInline(AppendOnlyInline[DealVersion, Deal]):
     model = DealVersion
     verbose_name_plural = "terms, version by version"
-    fields = ["number", "status", "effective_from", "amount", "kind", "minimums", "ends_on",
-              "proposed_by_name", "changed_by_name", "signed_by_name", "signed_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "number", "status", "effective_from", "amount", "kind", "minimums", "ends_on",
+        "proposed_by_name", "changed_by_name", "signed_by_name", "signed_at",
+    )
 
     @admin.display(description="amount")
     def amount(self, version: DealVersion) -> str:
@@ -357,11 +362,12 @@ class DealVersionInline(AppendOnlyInline):
         return f"{version.min_hours} h, {version.min_streams} streams"
 
 
-class DealEventInline(AppendOnlyInline):
+class DealEventInline(AppendOnlyInline[DealEvent, Deal]):
     model = DealEvent
     verbose_name_plural = "audit trail"
-    fields = ["at", "actor_name", "outcome", "action", "from_status", "to_status", "note"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "at", "actor_name", "outcome", "action", "from_status", "to_status", "note",
+    )
 
     @admin.display(description="outcome")
     def outcome(self, event: DealEvent) -> str:
@@ -382,7 +388,7 @@ class SignatureFilter(admin.SimpleListFilter):
 
 
 @admin.register(Deal)
-class DealAdmin(admin.ModelAdmin):
+class DealAdmin(admin.ModelAdmin[Deal]):
     form = DealForm
     list_display = ["streamer", "terms", "status", "term", "waiting", "this_period"]
     list_filter = ["status", SignatureFilter]
@@ -648,11 +654,10 @@ class PeriodFilter(admin.SimpleListFilter):
             return queryset.none()
 
 
-class PayoutLineInline(AppendOnlyInline):
+class PayoutLineInline(AppendOnlyInline[PayoutLine, Payout]):
     model = PayoutLine
     verbose_name_plural = "calculation, line by line"
-    fields = ["position", "label", "detail", "amount"]
-    readonly_fields = fields
+    fields = readonly_fields = ("position", "label", "detail", "amount")
 
     @admin.display(description="amount")
     def amount(self, line: PayoutLine) -> str:
@@ -661,11 +666,12 @@ class PayoutLineInline(AppendOnlyInline):
         return format_money(line.amount_cents, line.payout.currency)
 
 
-class PayoutEventInline(AppendOnlyInline):
+class PayoutEventInline(AppendOnlyInline[PayoutEvent, Payout]):
     model = PayoutEvent
     verbose_name_plural = "audit trail"
-    fields = ["at", "actor_name", "outcome", "from_status", "to_status", "amount", "note"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "at", "actor_name", "outcome", "from_status", "to_status", "amount", "note",
+    )
 
     @admin.display(description="outcome")
     def outcome(self, event: PayoutEvent) -> str:
@@ -676,11 +682,12 @@ class PayoutEventInline(AppendOnlyInline):
         return format_money(event.amount_cents, event.payout.currency)
 
 
-class LedgerEntryInline(AppendOnlyInline):
+class LedgerEntryInline(AppendOnlyInline[LedgerEntry, Payout]):
     model = LedgerEntry
     verbose_name_plural = "ledger entries"
-    fields = ["created_at", "kind", "account", "debit", "credit", "transaction_id"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "created_at", "kind", "account", "debit", "credit", "transaction_id",
+    )
 
     @admin.display(description="debit")
     def debit(self, entry: LedgerEntry) -> str:
@@ -692,7 +699,7 @@ class LedgerEntryInline(AppendOnlyInline):
 
 
 @admin.register(Payout)
-class PayoutAdmin(admin.ModelAdmin):
+class PayoutAdmin(admin.ModelAdmin[Payout]):
     list_display = [
         "streamer", "period", "kind", "status_shown", "amount", "hours", "streams",
         "requirements", "computed_by_name", "approved_by", "payment_reference",
@@ -928,7 +935,7 @@ class PayoutAdmin(admin.ModelAdmin):
             )
         return response
 
-    def cell(self, name: str, obj: Payout) -> str:
+    def cell(self, name: str | Callable[[Payout], str | bool], obj: Payout) -> str:
         # What the changelist shows for this column (admin.templatetags.admin_list does the
         # same: lookup_field, then display_for_field or display_for_value), as plain text.
         field, attr, value = lookup_field(name, obj, self)
@@ -1106,7 +1113,7 @@ def closing_text(result: actions.Closing) -> str:
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(AppendOnlyAdmin):
+class LedgerEntryAdmin(AppendOnlyAdmin[LedgerEntry]):
     """The ledger, read-only: rows are written by the payout workflow and never edited.
     The list starts with the balance of every account."""
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from django.db.models import QuerySet
 from django.urls import path
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -23,7 +24,7 @@ from .progress import with_period_sessions
 from .serializers import DealSerializer, PayoutDetailSerializer, PayoutSerializer
 
 
-class DealList(generics.ListAPIView):
+class DealList(generics.ListAPIView[Deal]):
     """Deals with their terms and this period's progress against the requirements."""
 
     serializer_class = DealSerializer
@@ -33,7 +34,7 @@ class DealList(generics.ListAPIView):
         """One clock per request, for the prefetch and every deal's figures."""
         return timezone.now()
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Deal]:
         deals = Deal.objects.visible_to(self.request.user).select_related("streamer")
         return with_period_sessions(deals, self.now)
 
@@ -41,10 +42,10 @@ class DealList(generics.ListAPIView):
         return {**super().get_serializer_context(), "now": self.now}
 
 
-class DealDetail(generics.RetrieveAPIView):
+class DealDetail(generics.RetrieveAPIView[Deal]):
     serializer_class = DealSerializer
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Deal]:
         return (
             Deal.objects.visible_to(self.request.user)
             .select_related("streamer")
@@ -58,12 +59,12 @@ class DealDetail(generics.RetrieveAPIView):
         OpenApiParameter("deal", OpenApiTypes.INT),
     ]
 )
-class PayoutList(generics.ListAPIView):
+class PayoutList(generics.ListAPIView[Payout]):
     """Payouts, newest period first. A streamer sees their approved and paid ones."""
 
     serializer_class = PayoutSerializer
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Payout]:
         payouts = Payout.objects.visible_to(self.request.user).select_related("deal__streamer")
         period = self.request.query_params.get("period")
         if period:
@@ -79,12 +80,12 @@ class PayoutList(generics.ListAPIView):
         return payouts
 
 
-class PayoutDetail(generics.RetrieveAPIView):
+class PayoutDetail(generics.RetrieveAPIView[Payout]):
     """One payout with its calculation, line by line."""
 
     serializer_class = PayoutDetailSerializer
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Payout]:
         return (
             Payout.objects.visible_to(self.request.user)
             .select_related("deal__streamer")

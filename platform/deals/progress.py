@@ -52,10 +52,12 @@ def with_period_sessions(deals: QuerySet[Deal], now: datetime) -> QuerySet[Deal]
 def prefetched_sessions(deal: Deal) -> list[Session] | None:
     """The sessions `with_period_sessions` fetched, or None when it was not used."""
     try:
-        rows = deal.streamer.channel.period_sessions  # type: ignore[attr-defined]
-    except (ObjectDoesNotExist, AttributeError):
+        channel = deal.streamer.channel
+    except ObjectDoesNotExist:
         return None
-    return as_sessions(rows)
+    # The Prefetch's to_attr: an attribute the model does not declare.
+    rows: list[LiveSession] | None = getattr(channel, "period_sessions", None)
+    return None if rows is None else as_sessions(rows)
 
 
 @dataclass(frozen=True, slots=True)

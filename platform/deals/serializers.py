@@ -12,7 +12,7 @@ from .money import format_money
 from .progress import progress
 
 
-class ProgressSerializer(serializers.Serializer):
+class ProgressSerializer(serializers.Serializer[dict[str, Any]]):
     period = serializers.CharField(help_text="YYYY-MM, a calendar month in UTC")
     streamed_seconds = serializers.IntegerField()
     required_seconds = serializers.IntegerField(
@@ -25,7 +25,7 @@ class ProgressSerializer(serializers.Serializer):
     met = serializers.BooleanField()
 
 
-class TermsSerializer(serializers.ModelSerializer):
+class TermsSerializer(serializers.ModelSerializer[DealVersion]):
     """One signed version of a deal's terms."""
 
     amount = serializers.SerializerMethodField()
@@ -45,7 +45,7 @@ class TermsSerializer(serializers.ModelSerializer):
 TODAY: dict[str, Any] = {"read_only": True, "allow_null": True}
 
 
-class DealSerializer(serializers.ModelSerializer):
+class DealSerializer(serializers.ModelSerializer[Deal]):
     """A deal with the terms in force today at the top level (as before terms had
     versions), and every signed version under ``versions``."""
 
@@ -100,13 +100,13 @@ class DealSerializer(serializers.ModelSerializer):
         ).data
 
 
-class PayoutLineSerializer(serializers.ModelSerializer):
+class PayoutLineSerializer(serializers.ModelSerializer[PayoutLine]):
     class Meta:
         model = PayoutLine
         fields = ["position", "label", "detail", "amount_cents"]
 
 
-class PayoutSerializer(serializers.ModelSerializer):
+class PayoutSerializer(serializers.ModelSerializer[Payout]):
     deal = serializers.IntegerField(source="deal_id")
     streamer = serializers.CharField(source="deal.streamer.display_name")
     period = serializers.CharField(source="period.label", help_text="YYYY-MM")

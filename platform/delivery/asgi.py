@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
@@ -31,10 +31,11 @@ from .responses import MOMENTARY, error
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
+# As Django's ASGIHandler takes them (django-stubs), so that it is an ASGIApp.
+Scope = dict[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # URL names of delivery.urls served here; the multivariant playlist looks up the current

@@ -24,9 +24,13 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from prometheus_client import Counter, Gauge
+
+if TYPE_CHECKING:
+    from redis.typing import FieldT
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +140,7 @@ async def _report_forever() -> None:
             await asyncio.sleep(REPORT_EVERY)
             now = time.monotonic()
             span = max(now - last_at, 1e-6)
-            figures: dict[str | bytes, float] = {
+            figures: dict[FieldT, float] = {
                 "held": LOAD.held,
                 "limit": max_held(),
                 "rps": round((LOAD.requests - last_requests) / span, 2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils._os import safe_join
 from django.views.decorators.http import require_safe
 
@@ -14,7 +14,7 @@ from .segment_store import segment_storage
 
 
 @require_safe
-async def serve_segment_file(request: HttpRequest, name: str) -> HttpResponse:
+async def serve_segment_file(request: HttpRequest, name: str) -> HttpResponseBase:
     storage = segment_storage()
     location = getattr(storage, "location", None)
     if location is None:

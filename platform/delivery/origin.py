@@ -19,6 +19,8 @@ While the live index or the database cannot be reached the answer is 503 + Retry
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
@@ -50,6 +52,8 @@ from .responses import (
     response,
     unavailable,
 )
+
+P = ParamSpec("P")
 
 # Parts of at most 1/3 s: a plain playlist is stale after one.
 PLAYLIST_CACHE = "public, max-age=1"
@@ -89,12 +93,14 @@ def _error(status: int, message: str, cache: str = MOMENTARY) -> HttpResponse:
     return error(status, message, cache)
 
 
-def _checked(view):  # type: ignore[no-untyped-def]
+def _checked(
+    view: Callable[P, Coroutine[Any, Any, HttpResponse]],
+) -> Callable[P, Coroutine[Any, Any, HttpResponse]]:
     """A rendition name the index refuses (ValueError) is simply not found."""
 
-    async def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> HttpResponse:
         try:
-            return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
+            return await view(*args, **kwargs)
         except ValueError:
             return _error(404, "no such rendition", SETTLED)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec
 
 import redis.exceptions
 from django.db import InterfaceError, OperationalError
@@ -90,8 +90,8 @@ def dependency_down(what: str, problem: BaseException) -> HttpResponse:
 
 
 def answers_503_while_down(
-    view: Callable[P, Awaitable[HttpResponse]],
-) -> Callable[P, Awaitable[HttpResponse]]:
+    view: Callable[P, Coroutine[Any, Any, HttpResponse]],
+) -> Callable[P, Coroutine[Any, Any, HttpResponse]]:
     """``view``, answering 503 + Retry-After (not 500 and a traceback) while Redis or the
     database cannot be reached."""
 

@@ -71,13 +71,16 @@ def check_segment_store(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
-    options = settings.SEGMENT_STORE_OPTIONS
+    def option(name: str) -> str | None:
+        value = settings.SEGMENT_STORE_OPTIONS.get(name)
+        return value if isinstance(value, str) else None
+
     client = boto3.client(
         "s3",
-        endpoint_url=options.get("endpoint_url"),
-        aws_access_key_id=options.get("access_key"),
-        aws_secret_access_key=options.get("secret_key"),
-        region_name=options.get("region_name"),
+        endpoint_url=option("endpoint_url"),
+        aws_access_key_id=option("access_key"),
+        aws_secret_access_key=option("secret_key"),
+        region_name=option("region_name"),
         config=Config(connect_timeout=3, read_timeout=3, retries={"max_attempts": 1}),
     )
     try:

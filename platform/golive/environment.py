@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off"})
+
+Choice = TypeVar("Choice", bound=str)
 
 
 def env(name: str, default: str = "", environ: Mapping[str, str] = os.environ) -> str:
@@ -80,6 +82,20 @@ def env_list(name: str, default: str, environ: Mapping[str, str] = os.environ) -
     """Comma-separated items, blanks around them and empty items dropped."""
     text = environ.get(name) or default
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def env_choice(
+    name: str, default: Choice, choices: Sequence[Choice],
+    environ: Mapping[str, str] = os.environ,
+) -> Choice:
+    """One of ``choices``, as written (a ``Literal`` type's values keep their type)."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ImproperlyConfigured(f"{name}={value!r}: expected one of {', '.join(choices)}")
 
 
 def env_ladder(name: str, environ: Mapping[str, str] = os.environ) -> tuple[Rung, ...]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 import dj_database_url
+import django_stubs_ext
 from botocore.config import Config as BotocoreConfig
 from celery.schedules import crontab
 
 from golive.environment import (
     env,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_is_set,
@@ -26,6 +29,10 @@ from golive.environment import (
     local_secret_key,
 )
 from transcoder.cmaf.packager import PART_TARGET
+
+# Django's generic classes (ModelAdmin, ModelForm) take their model as a type argument at
+# run time too, as they are written for the type checker.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -165,6 +172,9 @@ if (BASE_DIR / "node_modules" / "hls.js" / "dist").is_dir():
 
 S3_BUCKET = env("S3_BUCKET")
 S3_PUBLIC_BASE_URL = env("S3_PUBLIC_BASE_URL")
+S3_ADDRESSING_STYLE: Literal["path", "virtual", "auto"] = env_choice(
+    "S3_ADDRESSING_STYLE", "path", ("path", "virtual", "auto")
+)
 SEGMENT_STORE_OPTIONS: dict[str, object]
 if S3_BUCKET:
     SEGMENT_STORE_OPTIONS = {
@@ -173,7 +183,7 @@ if S3_BUCKET:
         "access_key": env("S3_ACCESS_KEY_ID") or None,
         "secret_key": env("S3_SECRET_ACCESS_KEY") or None,
         "region_name": env("S3_REGION") or None,
-        "addressing_style": env("S3_ADDRESSING_STYLE", "path"),
+        "addressing_style": S3_ADDRESSING_STYLE,
         # Segments are public media: plain URLs a CDN can cache, not signed ones.
         "querystring_auth": False,
         "file_overwrite": True,
@@ -185,7 +195,7 @@ if S3_BUCKET:
         # attempt in seconds so the lane knows it is down. (A client_config replaces the
         # one django-storages builds, so it carries the addressing style too.)
         "client_config": BotocoreConfig(
-            s3={"addressing_style": env("S3_ADDRESSING_STYLE", "path")},
+            s3={"addressing_style": S3_ADDRESSING_STYLE},
             connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2},
         ),
     }

@@ -8,7 +8,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.utils import timezone
 
@@ -79,7 +79,7 @@ def _defaults() -> dict[str, int]:
 
 def set_quota(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: User | AnonymousUser | None,
     source: QuotaChange.Source,
     reason: str,
     actor_name: str = "",

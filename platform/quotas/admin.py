@@ -13,7 +13,7 @@ from .actions import QuotaError, get_quota, set_quota
 from .models import QuotaChange, ServerQuota
 
 
-class ServerQuotaForm(forms.ModelForm):
+class ServerQuotaForm(forms.ModelForm[ServerQuota]):
     reason = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Recorded in the audit trail with your name and the old and new values.",
@@ -25,7 +25,7 @@ class ServerQuotaForm(forms.ModelForm):
 
 
 @admin.register(ServerQuota)
-class ServerQuotaAdmin(admin.ModelAdmin):
+class ServerQuotaAdmin(admin.ModelAdmin[ServerQuota]):
     form = ServerQuotaForm
     list_display = ["__str__", "max_streams", "max_transcodes", "partner_reserve", "updated_at"]
 
@@ -61,7 +61,7 @@ class ServerQuotaAdmin(admin.ModelAdmin):
 
 
 @admin.register(QuotaChange)
-class QuotaChangeAdmin(AppendOnlyAdmin):
+class QuotaChangeAdmin(AppendOnlyAdmin[QuotaChange]):
     list_display = ["changed_at", "changed_by_name", "source", "summary", "reason"]
     list_filter = ["source"]
     search_fields = ["changed_by_name", "reason"]

@@ -33,9 +33,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
+
+if TYPE_CHECKING:
+    from redis.commands.core import Script
+    from redis.typing import EncodableT
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +187,9 @@ class SlotLedger:
     def clear(self) -> None:
         self._redis.delete(*self.keys)
 
-    def _call(self, script, args: Sequence[object], keys: list[int] | None = None):  # type: ignore[no-untyped-def]
+    def _call(
+        self, script: Script, args: Sequence[EncodableT], keys: list[int] | None = None
+    ) -> Any:
         import redis
 
         chosen = self.keys if keys is None else [self.keys[i] for i in keys]

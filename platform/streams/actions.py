@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Protocol, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -115,6 +116,19 @@ _ACTIVE_KEY_SQL = (
 )
 
 
+class _ActiveKeyColumns(Protocol):
+    """What `_ACTIVE_KEY_SQL` adds to the channel it returns: `raw` sets a query's columns
+    beyond the model's fields as attributes of the object."""
+
+    key_id: int
+    key_digest: str
+    key_last_used_at: datetime | str | None
+
+
+def _key_columns(channel: Channel) -> _ActiveKeyColumns:
+    return cast(_ActiveKeyColumns, channel)
+
+
 def find_channel_by_key(candidate: str) -> Channel | None:
     """The channel whose active key this is, or None. Constant time in the secret part.
     Notes the key's use (see `record_key_use`)."""
@@ -122,10 +136,11 @@ def find_channel_by_key(candidate: str) -> Channel | None:
     channel = None
     if prefix is not None:
         channel = next(iter(Channel.objects.raw(_ACTIVE_KEY_SQL, [prefix])), None)
-    digest = channel.key_digest if channel is not None else None
+    digest = _key_columns(channel).key_digest if channel is not None else None
     if not keys.matches(candidate, digest) or channel is None:
         return None
-    record_key_use(channel.key_id, _as_datetime(channel.key_last_used_at))
+    key = _key_columns(channel)
+    record_key_use(key.key_id, _as_datetime(key.key_last_used_at))
     return channel
 
 

@@ -28,7 +28,7 @@ class LiveFilter(admin.SimpleListFilter):
 
 
 @admin.register(Streamer)
-class StreamerAdmin(admin.ModelAdmin):
+class StreamerAdmin(admin.ModelAdmin[Streamer]):
     list_display = ["display_name", "user", "channel", "created_at"]
     search_fields = ["display_name", "user__username", "user__email", "channel__slug"]
     list_select_related = ["user", "channel"]
@@ -36,7 +36,7 @@ class StreamerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(admin.ModelAdmin[Channel]):
     list_display = ["slug", "title", "owner", "category", "is_partner", "is_banned", "live_now"]
     list_filter = ["is_partner", "is_banned", LiveFilter, "category"]
     search_fields = ["slug", "title", "owner__display_name", "owner__user__username"]
@@ -79,14 +79,13 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(StreamKey)
-class StreamKeyAdmin(admin.ModelAdmin):
+class StreamKeyAdmin(admin.ModelAdmin[StreamKey]):
     list_display = ["__str__", "channel", "created_at", "last_used_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "channel__slug"]
     list_select_related = ["channel"]
     # The digest is useless to an admin and the secret is gone: nothing here is editable.
-    fields = ["channel", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("channel", "prefix", "created_at", "last_used_at", "revoked_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -96,7 +95,7 @@ class StreamKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(LiveSession)
-class LiveSessionAdmin(admin.ModelAdmin):
+class LiveSessionAdmin(admin.ModelAdmin[LiveSession]):
     list_display = [
         "channel", "started_at", "ended_at", "end_reason", "ingest_node",
         "video_codec", "resolution", "frame_rate", "bitrate", "video_frames", "peak_viewers",

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import logging
 from functools import cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,7 @@ ALIVE_TTL = 5
 
 
 @cache
-def _redis(url: str):  # type: ignore[no-untyped-def]
+def _redis(url: str) -> redis.Redis:
     import redis
 
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)

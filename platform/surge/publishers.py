@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ingest.protocol import ChunkReader, ChunkWriter, Message, decode_command, encode_command
+from ingest.protocol.amf0 import AmfValue
 from ingest.protocol.handshake import ClientHandshake
 
 from .report import percentiles
@@ -107,8 +108,10 @@ async def _attempt(
         return result
     chunks_in, chunks_out = ChunkReader(), ChunkWriter()
 
-    def command(name: str, txn: float, obj: object, *args: object, stream_id: int = 0) -> None:
-        payload = encode_command(name, txn, obj, *args)  # type: ignore[arg-type]
+    def command(
+        name: str, txn: float, obj: AmfValue, *args: AmfValue, stream_id: int = 0
+    ) -> None:
+        payload = encode_command(name, txn, obj, *args)
         writer.write(chunks_out.encode(Message(3, 20, stream_id, 0, payload)))
 
     try:

@@ -22,8 +22,8 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int | None]:
     }  # fmt: skip
 
 
-def _ms(value: object) -> str:
-    return "-" if value is None else f"{float(value) * 1000:.0f}"  # type: ignore[arg-type]
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{float(value) * 1000:.0f}"
 
 
 def _figure(value: object, digits: int = 1) -> str:

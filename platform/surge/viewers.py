@@ -156,7 +156,7 @@ class Viewer:
         # Jitter spreads a crowd's retries out instead of sending them back together.
         if retry_after is not None:
             return retry_after * (1 + self.rng.random())
-        ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 1))
+        ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (failures - 1))
         return ceiling * (0.5 + self.rng.random() / 2)
 
     async def _get(self, which: str, path: str, kind: str, limit: float) -> Response:

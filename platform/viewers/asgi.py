@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from . import sessions, telemetry
@@ -32,9 +32,10 @@ from .counter import TAB, viewer_counts
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
+# As Django's ASGIHandler takes them (django-stubs), so that it is an ASGIApp.
+Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 HEARTBEAT = "/viewers/heartbeat"

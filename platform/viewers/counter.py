@@ -277,13 +277,15 @@ def viewer_counts() -> ViewerCounts:
     with _lock:
         if not _counts:
             prefix = f"{getattr(settings, 'GOLIVE_REDIS_PREFIX', 'golive')}:viewers"
-            limits = {
-                "tabs_per_address": settings.GOLIVE_VIEWER_TABS_PER_ADDRESS,
-                "beacons_per_minute": settings.GOLIVE_BEACONS_PER_MINUTE,
-            }
+            tabs = settings.GOLIVE_VIEWER_TABS_PER_ADDRESS
+            beacons = settings.GOLIVE_BEACONS_PER_MINUTE
             _counts.append(
-                RedisViewerCounts(settings.REDIS_URL, prefix=prefix, **limits)
-                if settings.REDIS_URL else MemoryViewerCounts(**limits)
+                RedisViewerCounts(
+                    settings.REDIS_URL, prefix=prefix, tabs_per_address=tabs,
+                    beacons_per_minute=beacons,
+                )
+                if settings.REDIS_URL
+                else MemoryViewerCounts(tabs_per_address=tabs, beacons_per_minute=beacons)
             )
         return _counts[0]
 

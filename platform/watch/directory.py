@@ -39,7 +39,7 @@ class LiveEntry:
 @dataclass(frozen=True, slots=True)
 class Listing:
     live: list[LiveEntry]
-    offline: Page  # of Channel
+    offline: Page[Channel]
     categories: list[tuple[str, int]]
     query: str
     category: str

@@ -670,7 +670,7 @@ def measure_latency(
     processes: Processes, workdir: Path, sample: Sample, seconds: float, warmup: float
 ) -> Latency:
     from tests.platform.delivery.browser import watch
-    from tests.platform.golive.test_up import embedded_env
+    from tests.support.processes import embedded_env
 
     http_port, rtmp_port = free_port(), free_port()
     command = [sys.executable, "manage.py", "up", "--http", f"127.0.0.1:{http_port}"]

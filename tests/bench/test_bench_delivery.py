@@ -16,7 +16,7 @@ from tests.bench.bench_delivery import (
     start_origin,
 )
 from tests.bench.processes import Processes
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.services import REQUIRE_SERVICES
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

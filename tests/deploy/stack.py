@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.bench.processes import Processes, free_port, tail, wait_listening
 from tests.bench.sample import QUIET
+from tests.support.services import REQUIRE_SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 VCL_DIR = ROOT / "deploy" / "varnish"
@@ -34,6 +37,18 @@ REDIS = os.environ.get("GOLIVE_TEST_REDIS", "redis://127.0.0.1:6379/13")
 
 def missing_tools() -> list[str]:
     return [tool for tool in ("varnishd", "varnishstat", "ffmpeg") if shutil.which(tool) is None]
+
+
+def needs_stack() -> None:
+    if missing := missing_tools():
+        message = f"missing {', '.join(missing)} (apt-get install varnish ffmpeg)"
+        if REQUIRE_SERVICES:
+            pytest.fail(message)
+        pytest.skip(message)
+    if error := services_error():
+        if REQUIRE_SERVICES:
+            pytest.fail(error)
+        pytest.skip(f"PostgreSQL and Redis are needed: {error}")
 
 
 def services_error() -> str | None:

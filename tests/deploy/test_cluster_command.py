@@ -16,10 +16,10 @@ import urllib.request
 import pytest
 
 from surge.edge import origin_counters, varnish_counters
-from tests.conftest import create_bucket, free_port
-from tests.deploy.stack import ROOT, empty_stack, small_sample
-from tests.deploy.test_edge import needs_stack
+from tests.deploy.stack import ROOT, empty_stack, needs_stack, small_sample
 from tests.platform.delivery.browser import watch
+from tests.support.processes import free_port
+from tests.support.services import create_bucket
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

@@ -29,8 +29,7 @@ import sys
 import pytest
 
 from surge.report import viewer_table
-from tests.conftest import REQUIRE_SERVICES
-from tests.deploy.stack import ROOT, Stack, live_stack, missing_tools, services_error
+from tests.deploy.stack import ROOT, Stack, live_stack, needs_stack
 from tests.platform.delivery.browser import ARTIFACTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -44,18 +43,6 @@ CONSTANT_PER_PART = 0.75
 LATENCY_MARGIN = 0.150  # s, viewers' p95 against a single viewer's
 CLIENT_LAG = 0.100  # s, the probes' event-loop lag p95 past which their timings are their own
 PROBES = 20
-
-
-def needs_stack() -> None:
-    if missing := missing_tools():
-        message = f"missing {', '.join(missing)} (apt-get install varnish ffmpeg)"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
-    if error := services_error():
-        if REQUIRE_SERVICES:
-            pytest.fail(error)
-        pytest.skip(f"PostgreSQL and Redis are needed: {error}")
 
 
 def surge(stack: Stack, viewers: int, seconds: float = 20, warmup: float = 8) -> dict:

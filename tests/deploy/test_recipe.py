@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from golive.cluster import Topology, render_procfile
-from tests.conftest import create_bucket
+from tests.support.services import create_bucket
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

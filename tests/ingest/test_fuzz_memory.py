@@ -42,7 +42,13 @@ from ingest.sink import NullSink
 from ingest.throttle import ThrottlePolicy
 from tests.ingest.clients import ROOT
 from tests.ingest.harness import FakeGatekeeper
-from tests.ingest.test_fuzz import CONCURRENCY, HANDSHAKE, fuzz, record_session, resident_megabytes
+from tests.support.session_fuzz import (
+    CONCURRENCY,
+    HANDSHAKE,
+    fuzz,
+    record_session,
+    resident_megabytes,
+)
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,7 +10,8 @@ import pytest
 
 from ingest.gatekeeper import EndReason, Grant
 from ingest.packaging import PackagerSink, packager_sink_factory
-from ingest.sink import MediaPacket, MediaSink, TrackKind
+from ingest.sink import MediaPacket, TrackKind
+from tests.support.publishing import publish
 from tests.transcoder.cmaf.media import Clip, Collector
 from transcoder.cmaf import (
     InitInfo,
@@ -19,28 +20,6 @@ from transcoder.cmaf import (
     PartInfo,
     SegmentInfo,
 )
-
-
-def publish(
-    sink: MediaSink, clip: Clip, reason: EndReason = EndReason.PUBLISHER_STOPPED
-) -> None:
-    """A clip through ``sink`` as the ingest would feed it, ending with ``reason``."""
-    sink.metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output module"})
-    for header in clip.headers():
-        sink.media(header)
-    for frame in clip.frames:
-        sink.media(
-            MediaPacket(
-                frame.kind,
-                frame.codec,
-                frame.timestamp,
-                memoryview(frame.data),
-                keyframe=frame.keyframe,
-                composition_offset=frame.composition_offset,
-                received_at=frame.received_at,
-            )
-        )
-    sink.end(reason)
 
 
 class BrokenOutput(Collector):

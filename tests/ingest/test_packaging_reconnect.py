@@ -11,7 +11,7 @@ import pytest
 from ingest.gatekeeper import EndReason, Grant
 from ingest.packaging import ReconnectGrace, packager_sink_factory
 from ingest.sink import SinkFactory
-from tests.ingest.test_packaging import publish
+from tests.support.publishing import publish
 from tests.transcoder.cmaf.media import Clip, Collector, decode, feed
 from transcoder.cmaf import Packager, PackagerError
 from transcoder.cmaf.packager import PART_TARGET

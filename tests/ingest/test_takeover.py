@@ -24,6 +24,7 @@ from ingest.health import StreamHealth
 from ingest.server import IngestConfig
 from tests.ingest.clients import RawPublisher, ffmpeg_publish
 from tests.ingest.harness import FakeGatekeeper
+from tests.support.publishing import publish_start
 
 KEY = "alice-key"
 
@@ -58,15 +59,6 @@ class OneSessionPerChannel(FakeGatekeeper):
             del self.live[grant.channel]
             if reason.resumable:
                 self.waiting[grant.channel] = grant
-
-
-def publish_start(client: RawPublisher, key: str) -> dict[str, object]:
-    """Publishes with ``key``; the onStatus the server answered with."""
-    client.connect_and_publish(key)
-    assert client.read_until(lambda commands: any(c.name == "onStatus" for c in commands))
-    status = next(c for c in client.commands() if c.name == "onStatus").args[0]
-    assert isinstance(status, dict)
-    return status
 
 
 def test_a_frozen_publisher_is_replaced_by_its_own_key_within_two_seconds(start_ingest) -> None:

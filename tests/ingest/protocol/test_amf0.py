@@ -27,6 +27,7 @@ from ingest.protocol.amf0 import (
     encode_values,
 )
 from ingest.protocol.errors import LimitExceeded, ProtocolError, TruncatedInput, UnsupportedFeature
+from tests.support.amf import assert_same
 
 END = b"\x00\x00\x09"
 
@@ -43,24 +44,6 @@ def number(value: float) -> bytes:
 def key(name: str) -> bytes:
     raw = name.encode()
     return struct.pack(">H", len(raw)) + raw
-
-
-def assert_same(a: Any, b: Any) -> None:
-    """Equal and of the same types all the way down (EcmaArray({}) == {} otherwise)."""
-    assert type(a) is type(b), (a, b)
-    if isinstance(a, dict):
-        assert list(a) == list(b)
-        for k in a:
-            assert_same(a[k], b[k])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            assert_same(x, y)
-    elif isinstance(a, TypedObject):
-        assert a.class_name == b.class_name
-        assert_same(a.fields, b.fields)
-    else:
-        assert a == b
 
 
 # Every marker

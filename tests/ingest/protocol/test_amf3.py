@@ -18,7 +18,7 @@ from ingest.protocol.amf3 import (
     encode_amf3,
 )
 from ingest.protocol.errors import LimitExceeded, ProtocolError, TruncatedInput, UnsupportedFeature
-from tests.ingest.protocol.test_amf0 import assert_same
+from tests.support.amf import assert_same
 
 
 @pytest.mark.parametrize(

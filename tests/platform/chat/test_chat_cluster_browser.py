@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.platform.delivery.browser import ARTIFACTS, CHROMIUM_FLAGS
-from tests.platform.delivery.test_cluster import POSTGRES, services_or_skip
-from tests.platform.golive.test_up import ROOT, wait_until_serving
+from tests.support.processes import ROOT, free_port, wait_until_serving
+from tests.support.services import POSTGRES, services_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

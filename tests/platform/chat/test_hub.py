@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from chat.hub import Hub, RedisBus, Subscriber, encode
+from tests.support.services import redis_or_skip
 
 REDIS = "redis://127.0.0.1:6379/14"
 
@@ -153,19 +154,6 @@ def test_viewer_counts_reach_the_rooms_sockets(monkeypatch) -> None:
     assert {"t": "viewers", "n": 7} in asyncio.run(scenario())
 
 
-def redis_or_skip():
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
-    except Exception as error:
-        from tests.conftest import REQUIRE_SERVICES
-
-        if REQUIRE_SERVICES:
-            raise
-        pytest.skip(f"Redis is needed: {error}")
-
-
 async def wait_for(predicate, timeout=5.0):  # noqa: ASYNC109 (a test helper)
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -176,7 +164,7 @@ async def wait_for(predicate, timeout=5.0):  # noqa: ASYNC109 (a test helper)
 
 @pytest.mark.services
 def test_two_processes_share_a_room_through_one_redis_channel() -> None:
-    redis_or_skip()
+    redis_or_skip(REDIS)
     prefix = f"test-{uuid.uuid4().hex[:8]}:chat"
 
     async def scenario():
@@ -210,7 +198,7 @@ def test_two_processes_share_a_room_through_one_redis_channel() -> None:
 
 @pytest.mark.services
 def test_after_redis_drops_the_connection_the_bus_resubscribes_and_resyncs() -> None:
-    redis_or_skip()
+    redis_or_skip(REDIS)
     prefix = f"test-{uuid.uuid4().hex[:8]}:chat"
     rows: list[dict] = []
 

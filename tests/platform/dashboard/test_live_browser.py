@@ -17,10 +17,9 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.platform.delivery.browser import ARTIFACTS, CHROMIUM_FLAGS
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop, wait_for, wait_live
 
 pytestmark = pytest.mark.slow
 
@@ -28,20 +27,6 @@ pytestmark = pytest.mark.slow
 def browser_or_skip():
     if shutil.which("chromium") is None or shutil.which("ffmpeg") is None:
         pytest.skip("chromium and ffmpeg are needed")
-
-
-def wait_for(predicate, timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
-def wait_live(base: str) -> None:
-    wait_for(lambda: requests.get(f"{base}/api/v1/channels/demo/", timeout=5).json()["is_live"],
-             30, "the stream to go live")
 
 
 def test_dashboard_key_rotation_and_live_health(tmp_path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime
-from html.parser import HTMLParser
 from unittest import mock
 
 from django.contrib.messages import get_messages
@@ -15,56 +14,15 @@ from django.test.utils import CaptureQueriesContext
 from deals.actions import approve_payout, compute_payout, mark_paid
 from deals.calculation import Period
 from deals.models import Deal, DealEvent, Payout
-from tests.conftest import make_streamer
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
+from tests.support.deals import ResultTable, act, at, deal_form, draft_deal, make_deal, stream
+from tests.support.personas import make_streamer
 
 MARCH = Period(2025, 3)
 PAYOUTS = "/admin/deals/payout/"
 
 
-def act(client, action: str, objects, follow: bool = False, **data):
-    return client.post(
-        f"/admin/deals/{objects[0]._meta.model_name}/",
-        {"action": action, "_selected_action": [o.pk for o in objects], **data},
-        follow=follow,
-    )
-
-
 def said(response) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-class ResultTable(HTMLParser):
-    """The text of the changelist's header and cells, without the checkbox column."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.in_table = False
-        self.rows: list[list[str]] = []
-        self.cell: list[str] | None = None
-        self.skip = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if tag == "table" and values.get("id") == "result_list":
-            self.in_table = True
-        elif self.in_table and tag == "tr":
-            self.rows.append([])
-        elif self.in_table and tag in ("td", "th"):
-            self.skip = "action-checkbox" in (values.get("class") or "")
-            self.cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self.in_table = False
-        elif self.in_table and tag in ("td", "th") and self.cell is not None:
-            if not self.skip:
-                self.rows[-1].append(" ".join("".join(self.cell).split()))
-            self.cell = None
-
-    def handle_data(self, data: str) -> None:
-        if self.cell is not None:
-            self.cell.append(data)
 
 
 def test_the_deals_list_shows_this_periods_hours_against_the_minimum(alice, ada, client) -> None:
@@ -77,17 +35,6 @@ def test_the_deals_list_shows_this_periods_hours_against_the_minimum(alice, ada,
     assert "$5,000.00 / month" in page
     assert "width:45%" in page  # 18 h of 40 h
     assert "18.00 / 40.00 h · 9 / 8 streams" in page
-
-
-def deal_form(streamer, **changes) -> dict:
-    """The admin's add form as a browser posts it: money in units, two decimals."""
-    return {
-        "streamer": streamer.pk, "currency": "USD", "kind": "flat", "amount": "5000.00",
-        "revenue_share": "0", "starts_on": "2025-01-01", "ends_on": "2025-12-31",
-        "min_hours": "40", "min_streams": "8", "shortfall": "pro_rata", "notes": "",
-        "versions-TOTAL_FORMS": 0, "versions-INITIAL_FORMS": 0,
-        "events-TOTAL_FORMS": 0, "events-INITIAL_FORMS": 0,
-    } | changes
 
 
 def test_a_deal_above_10000_is_saved_only_once_its_figure_is_confirmed(bob, ada, client) -> None:

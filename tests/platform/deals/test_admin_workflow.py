@@ -13,8 +13,7 @@ from django.contrib.messages import get_messages
 from deals.actions import approve_payout, compute_payout, correct_payout, mark_paid
 from deals.calculation import Period
 from deals.models import Deal, DealVersion, Payout, PayoutEvent
-from tests.platform.deals.conftest import at, make_deal, stream
-from tests.platform.deals.test_admin import ResultTable, act, deal_form
+from tests.support.deals import ResultTable, act, at, deal_form, make_deal, stream
 
 MARCH = Period(2025, 3)
 PAYOUTS = "/admin/deals/payout/"

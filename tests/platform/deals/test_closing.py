@@ -13,8 +13,8 @@ from deals.actions import approve_payout, close_period, compute_payout, set_deal
 from deals.calculation import Period
 from deals.models import LedgerEntry, Payout
 from deals.tasks import close_payout_period
-from tests.conftest import make_streamer
-from tests.platform.deals.conftest import at, make_deal, stream
+from tests.support.deals import at, make_deal, stream
+from tests.support.personas import make_streamer
 
 MARCH = Period(2025, 3)
 

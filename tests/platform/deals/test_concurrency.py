@@ -19,8 +19,8 @@ from deals import ledger
 from deals.actions import PayoutError, approve_payout, compute_payout
 from deals.calculation import Period
 from deals.models import LedgerEntry, Payout, PayoutEvent
-from tests.conftest import REQUIRE_SERVICES
-from tests.platform.deals.conftest import at, make_deal, stream
+from tests.support.deals import at, make_deal, stream
+from tests.support.services import REQUIRE_SERVICES
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

@@ -20,7 +20,7 @@ from deals.actions import (
 )
 from deals.calculation import Period
 from deals.models import LedgerEntry, Payout, PayoutEvent
-from tests.platform.deals.conftest import at, make_deal
+from tests.support.deals import at, make_deal
 
 MARCH = Period(2025, 3)
 

@@ -16,7 +16,7 @@ from deals.actions import (
     sign_deal,
 )
 from deals.models import Deal, DealEvent, DealVersion
-from tests.platform.deals.conftest import draft_deal, make_deal, terms
+from tests.support.deals import draft_deal, make_deal, terms
 
 
 def history(deal: Deal) -> list[tuple[str, str, str]]:

@@ -13,7 +13,7 @@ import pytest
 
 from deals.actions import approve_payout, compute_payout, void_payout
 from deals.calculation import Period
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
+from tests.support.deals import at, draft_deal, make_deal, stream
 
 FEBRUARY = Period(2025, 2)
 MID_MARCH = at(3, 20, 12)
@@ -220,7 +220,7 @@ def test_a_streamer_sees_the_terms_in_force_and_every_signed_version(
     from datetime import date
 
     from deals.actions import save_deal, sign_deal
-    from tests.platform.deals.conftest import terms
+    from tests.support.deals import terms
 
     deal = make_deal(alice.streamer, ada, amount_cents=500_000)
     save_deal(deal, terms(amount_cents=600_000), actor=ada, effective_from=date(2025, 4, 1))

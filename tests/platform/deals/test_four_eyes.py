@@ -25,15 +25,16 @@ from deals.actions import (
 from deals.calculation import Period
 from deals.models import Deal, DealEvent, DealVersion, LedgerEntry, Payout, PayoutEvent
 from deals.tasks import close_payout_period
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream, terms
+from tests.support.deals import at, draft_deal, make_deal, stream, terms
+from tests.support.personas import make_admin
 
 MARCH, APRIL = Period(2025, 3), Period(2025, 4)
 NO_MINIMUMS = {"min_hours": 0, "min_streams": 0}
 
 
 @pytest.fixture
-def hal(django_user_model):
-    return django_user_model.objects.create_superuser("hal", password="hal-pw-1234")
+def hal(db):
+    return make_admin("hal")
 
 
 def change(deal, actor, effective_from: date, **values):

@@ -21,7 +21,7 @@ from deals.actions import (
 )
 from deals.calculation import Period
 from deals.models import LedgerEntry, Payout, PayoutEvent
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
+from tests.support.deals import at, draft_deal, make_deal, stream
 
 MARCH = Period(2025, 3)
 

@@ -14,7 +14,7 @@ from deals.calculation import DealKind, Shortfall, Terms
 from deals.models import Deal
 from deals.money import AmountError, parse_basis_points, parse_cents, parse_thresholds
 from deals.plausibility import review, shortest_month
-from tests.platform.deals.conftest import draft_deal, make_deal, terms
+from tests.support.deals import draft_deal, make_deal, terms
 
 
 @pytest.mark.parametrize(

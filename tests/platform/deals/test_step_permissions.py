@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 
 from deals.actions import (
     DealError,
@@ -20,36 +20,17 @@ from deals.actions import (
     void_payout,
 )
 from deals.calculation import Period
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
+from tests.support.deals import at, draft_deal, make_deal, stream
+from tests.support.personas import make_staff
 
 MARCH = Period(2025, 3)
 
 
-def staff(django_user_model: Any, name: str, *groups: str, perms: tuple[str, ...] = ()) -> Any:
-    user = django_user_model.objects.create_user(name, password=f"{name}-pw-1234", is_staff=True)
-    user.groups.add(*Group.objects.filter(name__in=groups))
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="deals",
-                                                         codename__in=perms))
-    return django_user_model.objects.get(pk=user.pk)  # a fresh permission cache
-
-
 @pytest.fixture
-def ivy(django_user_model: Any) -> Any:
-    """Finance approver: signs terms, approves payouts."""
-    return staff(django_user_model, "ivy", "finance approvers")
-
-
-@pytest.fixture
-def pat(django_user_model: Any) -> Any:
-    """Finance payer: marks approved payouts paid."""
-    return staff(django_user_model, "pat", "finance payers")
-
-
-@pytest.fixture
-def carl(django_user_model: Any) -> Any:
+def carl(db: None) -> Any:
     """May change deals and payouts, holds none of the money steps."""
-    return staff(django_user_model, "carl", perms=("view_deal", "change_deal", "add_deal",
-                                                   "view_payout", "change_payout"))
+    return make_staff("carl", perms=("view_deal", "change_deal", "add_deal", "view_payout",
+                                     "change_payout"))
 
 
 def refused(obj: Any) -> list[str]:

@@ -25,7 +25,7 @@ from deals.actions import (
 from deals.calculation import Period
 from deals.models import Deal, DealEvent, Payout
 from deals.tasks import close_payout_period
-from tests.platform.deals.conftest import at, draft_deal, make_deal, stream
+from tests.support.deals import at, draft_deal, make_deal, stream
 
 MARCH = Period(2025, 3)
 NO_MINIMUMS = {"min_hours": 0, "min_streams": 0}
@@ -154,7 +154,7 @@ def test_a_termination_cannot_reach_back_into_a_month_already_approved(
 
 def test_a_terminated_deals_pending_change_is_withdrawn(alice, ada, grace) -> None:
     from deals.actions import save_deal
-    from tests.platform.deals.conftest import terms
+    from tests.support.deals import terms
 
     deal = make_deal(alice.streamer, ada)
     save_deal(deal, terms(amount_cents=900_000), actor=ada, effective_from=date(2025, 6, 1))

@@ -15,29 +15,18 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import REQUIRE_SERVICES, create_bucket, free_port
 from tests.ingest.clients import ffmpeg_publish, played_video_frames
 from tests.platform.delivery.browser import watch
-from tests.platform.golive.test_up import ROOT, stop, wait_until_serving
+from tests.support.processes import ROOT, free_port, stop, wait_until_serving
+from tests.support.services import (
+    POSTGRES,
+    REDIS,
+    create_bucket,
+    services_or_skip,
+)
 from tests.transcoder.hls.checker import check_media_playlist
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
-
-POSTGRES = "postgres://postgres@127.0.0.1:5432"
-REDIS = "redis://127.0.0.1:6379/9"
-
-
-def services_or_skip() -> None:
-    try:
-        import psycopg
-        import redis
-
-        psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3).close()
-        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
-    except Exception as error:
-        if REQUIRE_SERVICES:
-            raise
-        pytest.skip(f"PostgreSQL and Redis are needed: {error}")
 
 
 @pytest.fixture

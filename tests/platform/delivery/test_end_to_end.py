@@ -13,10 +13,9 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.platform.delivery.browser import watch
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop
 from tests.transcoder.hls.checker import check_media_playlist
 from tests.transcoder.hls.conformance import assert_conformant
 

@@ -25,11 +25,10 @@ from urllib.parse import urljoin, urlparse
 import pytest
 import requests
 
-from tests.conftest import create_bucket, free_port
 from tests.ingest.clients import ffmpeg_publish, played_video_frames
 from tests.platform.delivery.faults import RedisServer, TcpProxy, Viewer
-from tests.platform.delivery.test_cluster import POSTGRES, services_or_skip
-from tests.platform.golive.test_up import ROOT, stop, wait_until_serving
+from tests.support.processes import ROOT, free_port, stop, wait_until_serving
+from tests.support.services import POSTGRES, create_bucket, services_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
 

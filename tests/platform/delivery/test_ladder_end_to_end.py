@@ -15,9 +15,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop
 from tests.transcoder.cmaf.media import decode
 from tests.transcoder.hls.checker import ParsedPlaylist, attributes, check_media_playlist
 

@@ -5,73 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
 
+from tests.support.origin import PLAYLIST, SESSION, STREAM, Exchange
 from transcoder.live_index import PartRef
-
-SESSION = 987_001
-STREAM = f"s{SESSION}"  # delivery.live.stream_name
-PLAYLIST = f"/live/demo/{SESSION}/source/index.m3u8"
-
-
-@pytest.fixture
-def index(settings: Any) -> Any:
-    """The embedded mode's memory live index, with a stream of one part (0.0)."""
-    settings.REDIS_URL = ""
-    from delivery.live import live_index
-
-    live = live_index()
-
-    async def start() -> None:
-        await live.remove(STREAM)
-        await live.set_init(STREAM, "source", b"init", 0.334, target_duration=2)
-        await live.add_part(STREAM, "source", PartRef(0, 0, 0.334, True), b"p0")
-
-    asyncio.run(start())
-    yield live
-    asyncio.run(live.remove(STREAM))
-
-
-class Exchange:
-    """One request to the ASGI application; ``disconnect()`` is the client going away."""
-
-    def __init__(self, target: str) -> None:
-        path, _, query = target.partition("?")
-        self.scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-            "query_string": query.encode(), "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
-        }  # fmt: skip
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.inbox.put_nowait({"type": "http.request", "body": b"", "more_body": False})
-        self.sent: list[dict[str, Any]] = []
-
-    async def run(self) -> None:
-        from golive.asgi import application
-
-        await application(self.scope, self.inbox.get, self._send)
-
-    async def _send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-
-    def disconnect(self) -> None:
-        self.inbox.put_nowait({"type": "http.disconnect"})
-
-    @property
-    def status(self) -> int:
-        return int(self.sent[0]["status"])
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {k.decode().lower(): v.decode() for k, v in self.sent[0]["headers"]}
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.sent[1:])
 
 
 def test_blocked_playlist_requests_hold_no_thread_and_all_wake_with_their_part(index) -> None:

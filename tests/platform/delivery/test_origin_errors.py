@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 from django.db import OperationalError
 
-from tests.conftest import free_port
-from tests.platform.delivery import test_origin_asgi
-from tests.platform.delivery.test_origin_asgi import PLAYLIST, SESSION, Exchange
+from tests.support.origin import PLAYLIST, SESSION, Exchange
+from tests.support.processes import free_port
 from transcoder.live_index import PartRef
 
 MEDIA = f"/live/demo/{SESSION}/source"
-index = test_origin_asgi.index  # the memory live index with one part (0.0)
 
 
 @pytest.mark.parametrize(
@@ -292,7 +290,7 @@ def test_an_origin_process_with_redis_killed_answers_503_and_its_log_has_no_trac
 
     import requests
 
-    from tests.platform.golive.test_up import ROOT
+    from tests.support.processes import ROOT
     from transcoder.live_index import open_live_index
 
     process, url = redis_server

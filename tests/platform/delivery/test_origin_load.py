@@ -8,10 +8,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from tests.platform.delivery.test_origin_asgi import PLAYLIST, SESSION, STREAM, Exchange, index
+from tests.support.origin import PLAYLIST, SESSION, STREAM, Exchange
 from transcoder.live_index import PartRef
-
-__all__ = ["index"]  # the fixture, shared with the ASGI tests
 
 PART = f"/live/demo/{SESSION}/source/part-0.1.m4s"
 

@@ -14,9 +14,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish, played_video_frames
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop
 from tests.transcoder.cmaf.media import decode
 from tests.transcoder.hls.checker import ParsedPlaylist, check_media_playlist
 

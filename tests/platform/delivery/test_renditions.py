@@ -12,7 +12,7 @@ import pytest
 from django.core.files.storage import FileSystemStorage
 
 from ingest.gatekeeper import Grant
-from tests.platform.delivery.test_origin_asgi import Exchange
+from tests.support.origin import Exchange
 from tests.transcoder.cmaf.media import Collector, demux_flv, encode_flv_cli, feed
 from transcoder.cmaf import InitInfo, Packager, PackagerSettings, PartInfo, SegmentInfo
 from transcoder.live_index import MemoryLiveIndex, PartRef

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.stack import REDIS, Stack, live_stack
-from tests.deploy.test_edge import needs_stack
+from tests.deploy.stack import REDIS, Stack, live_stack, needs_stack
 from transcoder.live_index import PartRef
 from transcoder.live_index.redis_index import RedisLiveIndex
 from transcoder.renditions import SOURCE, Rendition

@@ -12,13 +12,12 @@ from django.utils import timezone
 from delivery.live import store_path
 from delivery.retention import expire_recordings
 from streams.models import LiveSession
-from tests.conftest import make_streamer
-from tests.platform.delivery.test_segment_store import store  # noqa: F401  (both backends)
+from tests.support.personas import make_streamer
 
 pytestmark = pytest.mark.django_db
 
 
-def broadcast(store, channel, *, ended_days_ago: float | None) -> LiveSession:  # noqa: F811
+def broadcast(store, channel, *, ended_days_ago: float | None) -> LiveSession:
     now = timezone.now()
     session = LiveSession.objects.create(
         channel=channel,
@@ -32,7 +31,7 @@ def broadcast(store, channel, *, ended_days_ago: float | None) -> LiveSession:  
     return session
 
 
-def test_recordings_past_retention_are_deleted_and_only_those(store, settings) -> None:  # noqa: F811
+def test_recordings_past_retention_are_deleted_and_only_those(store, settings) -> None:
     settings.GOLIVE_VOD_RETENTION_DAYS = 30
     channel = make_streamer("alice").channel
     old = broadcast(store, channel, ended_days_ago=31)
@@ -53,7 +52,7 @@ def test_recordings_past_retention_are_deleted_and_only_those(store, settings) -
     assert expire_recordings(store=store).sessions == 0, "a second run has nothing to do"
 
 
-def test_zero_days_keeps_everything(store, settings) -> None:  # noqa: F811
+def test_zero_days_keeps_everything(store, settings) -> None:
     settings.GOLIVE_VOD_RETENTION_DAYS = 0
     session = broadcast(store, make_streamer("alice").channel, ended_days_ago=400)
     assert expire_recordings(store=store).sessions == 0
@@ -86,7 +85,7 @@ def test_the_command_counts_deletes_and_refuses_nonsense(
         call_command("expire_recordings", "--days", "0")
 
 
-def test_the_channel_page_no_longer_offers_a_deleted_recording(client, store) -> None:  # noqa: F811
+def test_the_channel_page_no_longer_offers_a_deleted_recording(client, store) -> None:
     alice = make_streamer("alice")
     session = broadcast(store, alice.channel, ended_days_ago=40)
     assert session.vod_path in client.get(f"/c/{alice.channel.slug}").content.decode()

@@ -8,28 +8,7 @@ from django.core.files.storage import FileSystemStorage
 
 from delivery.segment_store import IMMUTABLE, SegmentStore, SegmentStoreError
 from delivery.storage import SegmentS3Storage
-from tests.conftest import create_bucket
-
-
-@pytest.fixture(params=["filesystem", "s3"])
-def store(request, tmp_path) -> SegmentStore:
-    if request.param == "filesystem":
-        storage = FileSystemStorage(location=tmp_path, base_url="/media/hls/", allow_overwrite=True)
-        return SegmentStore(storage, sleep=lambda _: None)
-    endpoint = request.getfixturevalue("s3_server")
-    bucket = create_bucket(endpoint)
-    storage = SegmentS3Storage(
-        bucket_name=bucket,
-        endpoint_url=endpoint,
-        access_key="test",
-        secret_key="test",
-        region_name="us-east-1",
-        addressing_style="path",
-        querystring_auth=False,
-        file_overwrite=True,
-        default_acl=None,
-    )
-    return SegmentStore(storage, sleep=lambda _: None)
+from tests.support.services import create_bucket
 
 
 def test_a_saved_segment_reads_back_byte_for_byte(store) -> None:

@@ -25,10 +25,10 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from tests.conftest import REQUIRE_SERVICES, free_port
 from tests.ingest.clients import ffmpeg_publish
 from tests.platform.delivery.browser import ARTIFACTS, CHROMIUM_FLAGS, Playback
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop
+from tests.support.services import REQUIRE_SERVICES
 
 pytestmark = pytest.mark.slow
 

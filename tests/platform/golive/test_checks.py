@@ -57,7 +57,7 @@ def test_a_missing_bucket_is_reported(settings, s3_server) -> None:
 
 
 def test_an_unreachable_endpoint_is_reported(settings) -> None:
-    from tests.conftest import free_port
+    from tests.support.processes import free_port
 
     configure_s3(settings, f"http://127.0.0.1:{free_port()}", "segments")
     assert ids(checks.check_segment_store()) == ["golive.E004"]

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from golive.environment import (
     env,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_is_set,
@@ -58,6 +59,8 @@ def test_booleans_are_read_in_every_usual_spelling(text, value) -> None:
          "N='nan': expected a finite number"),
         (lambda e: env_float("N", 1.0, minimum=0, environ=e), "-3",
          "N='-3': must be at least 0"),
+        (lambda e: env_choice("S", "path", ("path", "virtual"), environ=e), "Path",
+         "S='Path': expected one of path, virtual"),
     ],
 )
 def test_a_bad_value_is_improperly_configured_naming_the_variable(reader, text, message) -> None:
@@ -71,6 +74,8 @@ def test_numbers_and_lists_parse() -> None:
     assert env_int("N", 0, minimum=0, environ={"N": " 42 "}) == 42
     assert env_float("F", 0.0, environ={"F": "2.5"}) == 2.5
     assert env_list("L", "", environ={"L": " a, ,b ,"}) == ["a", "b"]
+    assert env_choice("S", "path", ("path", "virtual"), environ={"S": " virtual "}) == "virtual"
+    assert env_choice("S", "path", ("path", "virtual"), environ={}) == "path"
 
 
 def test_the_local_secret_key_is_made_once_private_and_then_reused(tmp_path) -> None:

@@ -2,111 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
+from tests.support.processes import free_port, start, stop, wait_until_serving
 
-ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
-
-
-def embedded_env(
-    tmp_path: Path, *, reconnect_grace: float = 0, extra: dict[str, str] | None = None
-) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "DATABASE_URL",
-            "REDIS_URL",
-            "CELERY_BROKER_URL",
-            "S3_BUCKET",
-            "GOLIVE_PUBLIC_URL",
-            "GOLIVE_RTMP_URL",
-            # As a new user runs it: the defaults (DEBUG off, a generated key).
-            "DEBUG",
-            "SECRET_KEY",
-            "ALLOWED_HOSTS",
-        }
-    }
-    env.update(
-        GOLIVE_DATA_DIR=str(tmp_path / "var"),
-        MEDIA_ROOT=str(tmp_path / "media"),
-        PYTHONUNBUFFERED="1",
-        GOLIVE_RECONNECT_GRACE=str(reconnect_grace),
-    )
-    env.update(extra or {})
-    return env
-
-
-def start(
-    tmp_path: Path, port: int, *, reconnect_grace: float = 0, http_host: str = "127.0.0.1",
-    extra_env: dict[str, str] | None = None,
-) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "up",
-            "--http",
-            f"{http_host}:{port}",
-            "--rtmp",
-            f"127.0.0.1:{free_port()}",
-        ],
-        cwd=ROOT,
-        env=embedded_env(tmp_path, reconnect_grace=reconnect_grace, extra=extra_env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    banner: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    assert process.stdout is not None
-    while time.monotonic() < deadline and "api" not in banner:
-        line = process.stdout.readline()
-        if not line:
-            break
-        for name, pattern in {
-            "watch": r"Watch:\s+(\S+)",
-            "rtmp": r"RTMP URL:\s+(\S+)",
-            "key": r"Stream key:\s+(\S+)",
-            "streamer_password": r"Dashboard:\s+\S+\s+\(user \S+, password (\S+)\)",
-            "admin": r"Admin:\s+(\S+)\s+\(user (\S+), password (\S+)\)",
-            "api": r"API docs:\s+(\S+)",
-        }.items():
-            match = re.search(pattern, line)
-            if match:
-                banner[name] = match.group(1)
-                if name == "admin":
-                    banner["user"], banner["password"] = match.group(2), match.group(3)
-    assert "api" in banner, f"no banner from manage.py up: {banner}"
-    # Keep reading its output, or a full pipe would stall the server mid-test.
-    threading.Thread(target=process.stdout.read, daemon=True).start()
-    wait_until_serving(f"http://127.0.0.1:{port}/healthz")
-    return process, banner
-
-
-def wait_until_serving(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} never answered")
 
 
 def log_in(admin_url: str, user: str, password: str) -> requests.Response:
@@ -126,14 +31,6 @@ def log_in(admin_url: str, user: str, password: str) -> requests.Response:
         timeout=10,
     )
     return response
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def test_up_serves_the_platform_and_the_printed_admin_login_works_twice(tmp_path) -> None:

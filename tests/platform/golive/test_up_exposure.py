@@ -13,8 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from golive.management.commands.up import expose, host_names, is_loopback, this_machine
-from tests.conftest import free_port
-from tests.platform.golive.test_up import ROOT, embedded_env, start, stop
+from tests.support.processes import ROOT, embedded_env, free_port, start, stop
 
 LOOPBACK = ["localhost", "127.0.0.1", "[::1]"]
 

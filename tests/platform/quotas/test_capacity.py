@@ -11,7 +11,7 @@ from django.utils import timezone
 from quotas import capacity, tally
 from quotas.actions import get_quota
 from quotas.models import QuotaChange, ServerQuota, SlotLease
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)

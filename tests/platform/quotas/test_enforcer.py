@@ -16,7 +16,7 @@ from quotas.actions import set_quota
 from quotas.models import AdmissionTally, QuotaChange, SlotLease
 from streams import broadcasts
 from streams.models import LiveSession
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 pytestmark = pytest.mark.django_db
 

@@ -16,27 +16,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
-from quotas.actions import set_quota
-from quotas.models import QuotaChange, SlotLease
-from streams import broadcasts, keys
-from streams.models import Channel, LiveSession, Streamer, StreamKey
-from tests.conftest import REQUIRE_SERVICES, free_port
+from quotas.models import SlotLease
+from streams import broadcasts
+from streams.models import LiveSession
 from tests.ingest.clients import ffmpeg_publish, require
-from tests.platform.golive.test_up import ROOT
 from tests.platform.quotas.swarm import Attempt, swarm
+from tests.support.personas import many_streamers
+from tests.support.processes import ROOT, free_port, stop_node, wait_until
+from tests.support.quotas import quota
+from tests.support.services import postgres_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-
-def postgres_or_skip() -> None:
-    if connection.vendor != "postgresql":
-        message = "the enforcer's race is tested on PostgreSQL (set DATABASE_URL)"
-        if REQUIRE_SERVICES:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def ingest_env(node: str, **extra: str) -> dict[str, str]:
@@ -70,46 +62,6 @@ def start_node(node: str, log: Path, **extra: str) -> tuple[subprocess.Popen[str
             raise AssertionError(f"ingest {node} did not start: {log.read_text()}")
         time.sleep(0.1)
     return process, port
-
-
-def stop_node(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def many_streamers(n: int, *, prefix: str = "racer") -> list[str]:
-    """``n`` streamers with channels and keys, in four bulk inserts; their keys."""
-    User = get_user_model()
-    users = User.objects.bulk_create(User(username=f"{prefix}{i}") for i in range(n))
-    streamers = Streamer.objects.bulk_create(
-        Streamer(user=user, display_name=user.username) for user in users
-    )
-    channels = Channel.objects.bulk_create(
-        Channel(owner=streamer, slug=streamer.display_name) for streamer in streamers
-    )
-    new = [keys.generate_key() for _ in channels]
-    StreamKey.objects.bulk_create(
-        StreamKey(channel=channel, prefix=key.prefix, digest=key.digest)
-        for channel, key in zip(channels, new, strict=True)
-    )
-    return [key.plaintext for key in new]
-
-
-def quota(**limits: int) -> None:
-    set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", **limits)
-
-
-def wait_until(predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "timed out"
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 async def close_all(attempts: list[Attempt]) -> None:

@@ -15,7 +15,7 @@ from quotas.actions import set_quota
 from quotas.metrics import PlatformCollector
 from quotas.models import QuotaChange, SlotLease
 from streams import broadcasts
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 ELSEWHERE = "203.0.113.7"  # a documentation address: not loopback
 

@@ -20,15 +20,10 @@ from django.utils import timezone
 from quotas import slots
 from quotas.models import AdmissionTally, SlotLease
 from streams.models import LiveSession, StreamKey
-from tests.conftest import REQUIRE_SERVICES, free_port
-from tests.platform.golive.test_up import ROOT
-from tests.platform.quotas.test_enforcer_live import (
-    many_streamers,
-    postgres_or_skip,
-    quota,
-    stop_node,
-    wait_until,
-)
+from tests.support.personas import many_streamers
+from tests.support.processes import ROOT, free_port, stop_node, wait_until
+from tests.support.quotas import quota
+from tests.support.services import postgres_or_skip, redis_or_skip
 
 pytestmark = [pytest.mark.slow, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -84,17 +79,6 @@ def publisher_surge(tmp_path: Path, ports: list[int], keys: list[str], env: dict
     return json.loads(done.stdout)
 
 
-def redis_or_skip() -> None:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS, socket_connect_timeout=2).ping()
-    except redis.RedisError as error:
-        if REQUIRE_SERVICES:
-            raise
-        pytest.skip(f"Redis is needed: {error}")
-
-
 def tallied(result: str, reason: str | None = None) -> int:
     rows = AdmissionTally.objects.filter(result=result)
     if reason is not None:
@@ -105,7 +89,7 @@ def tallied(result: str, reason: str | None = None) -> int:
 @pytest.mark.parametrize("seconds", [10, 0], ids=["in 10 s", "all at once"])
 def test_500_publishes_against_a_quota_of_100_admit_exactly_100(tmp_path, seconds) -> None:
     postgres_or_skip()
-    redis_or_skip()
+    redis_or_skip(REDIS)
     ledger = slots.SlotLedger(REDIS)
     ledger.clear()
     quota(max_streams=100)

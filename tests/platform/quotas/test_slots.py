@@ -19,7 +19,8 @@ from quotas.actions import set_quota
 from quotas.models import QuotaChange, SlotLease
 from streams import broadcasts
 from streams.models import LiveSession
-from tests.conftest import REQUIRE_SERVICES, make_streamer
+from tests.support.personas import make_streamer
+from tests.support.services import REQUIRE_SERVICES
 
 REDIS = "redis://127.0.0.1:6379/13"
 PREFIX = "golive-test:slots:"

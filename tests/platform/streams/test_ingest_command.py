@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
-from tests.platform.golive.test_up import ROOT, embedded_env
+from tests.support.processes import ROOT, embedded_env, free_port
 
 pytestmark = pytest.mark.slow
 

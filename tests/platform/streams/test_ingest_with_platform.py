@@ -16,8 +16,8 @@ from quotas.models import QuotaChange
 from streams import actions
 from streams.gatekeeper import PlatformGatekeeper
 from streams.models import LiveSession
-from tests.conftest import make_streamer
 from tests.ingest.clients import RawPublisher, ffmpeg_publish, gstreamer_publish, pyav_publish
+from tests.support.personas import make_streamer
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

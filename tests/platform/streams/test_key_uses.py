@@ -11,7 +11,7 @@ from django.utils import timezone
 from streams import actions
 from streams.ingest_runtime import defer_admission_writes, write_deferred
 from streams.models import StreamKey
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 
 def last_used(channel) -> object:

@@ -9,7 +9,7 @@ from django.db import connection
 
 from streams import actions, keys
 from streams.models import StreamKey
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 
 def test_generated_keys_are_well_formed_and_distinct() -> None:

@@ -18,8 +18,8 @@ from quotas.models import QuotaChange
 from streams import broadcasts
 from streams.gatekeeper import PlatformGatekeeper
 from streams.models import LiveSession
-from tests.conftest import make_streamer
 from tests.ingest.clients import ffmpeg_publish
+from tests.support.personas import make_streamer
 from tests.transcoder.cmaf.media import Collector
 
 DESCRIPTION = StreamDescription("avc1.64001f", "mp4a.40.2", 1280, 720, 30.0)
@@ -193,4 +193,3 @@ def test_an_encoder_that_reconnects_within_the_grace_continues_its_broadcast(
     assert [info.msn for info, _ in outputs[0].segments] == list(
         range(len(outputs[0].segments))
     )
-

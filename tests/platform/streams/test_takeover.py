@@ -21,10 +21,10 @@ from streams import actions, broadcasts, takeovers
 from streams.gatekeeper import PlatformGatekeeper
 from streams.ingest_runtime import PlatformIngest
 from streams.models import LiveSession
-from tests.conftest import make_streamer
 from tests.ingest.clients import RawPublisher, ffmpeg_publish
 from tests.ingest.harness import LoopThread
-from tests.ingest.test_takeover import publish_start
+from tests.support.personas import make_streamer
+from tests.support.publishing import publish_start
 from tests.transcoder.cmaf.media import Collector
 
 

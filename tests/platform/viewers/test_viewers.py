@@ -41,9 +41,9 @@ def delete_keys(prefix: str) -> None:
 
 
 def redis_counts(window: float, **limits):
-    from tests.platform.chat.test_hub import redis_or_skip
+    from tests.support.services import redis_or_skip
 
-    redis_or_skip()
+    redis_or_skip(REDIS)
     prefix = f"test-{uuid.uuid4().hex[:8]}:viewers"
     counts = RedisViewerCounts(REDIS, prefix=prefix, window=window, **limits)
     return counts, time.sleep

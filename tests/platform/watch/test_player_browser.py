@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import free_port
 from tests.ingest.clients import ffmpeg_publish
-from tests.platform.dashboard.test_live_browser import wait_for, wait_live
 from tests.platform.delivery.browser import ARTIFACTS, CHROMIUM_FLAGS, missing_glyphs
-from tests.platform.golive.test_up import start, stop
+from tests.support.processes import free_port, start, stop, wait_for, wait_live
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import m3u8
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.support.services import REQUIRE_SERVICES
 from tests.transcoder.hls.checker import check_media_playlist
 
 ROOT = Path(__file__).resolve().parents[3]

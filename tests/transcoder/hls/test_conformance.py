@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.playlists import window
 from tests.transcoder.cmaf.media import Collector
 from tests.transcoder.hls.conformance import assert_conformant, strict_verdicts
-from tests.transcoder.hls.test_playlist import window
 from transcoder.cmaf.packager import PART_TARGET
 from transcoder.hls.playlist import (
     MediaPlaylist,

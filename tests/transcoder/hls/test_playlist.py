@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.playlists import window
 from tests.transcoder.hls.checker import check_media_playlist
 from transcoder.hls.playlist import (
     MediaPlaylist,
-    Part,
     RenditionReport,
     Segment,
     render_media_playlist,
@@ -14,28 +14,6 @@ from transcoder.hls.playlist import (
     target_duration_for,
 )
 from transcoder.renditions import SOURCE, Rendition
-
-PART = 1 / 3
-
-
-def parts_of(msn: int, count: int = 6) -> tuple[Part, ...]:
-    return tuple(Part(PART, f"p{msn}.{i}.m4s", independent=i == 0) for i in range(count))
-
-
-def window(segments: int = 10, partial: int = 2, **changes) -> MediaPlaylist:
-    changes.setdefault("preload_uri", f"p{5 + segments}.{partial}.m4s")
-    return MediaPlaylist(
-        target_duration=2,
-        part_target=PART,
-        init_uri="init-1.mp4",
-        segments=tuple(
-            Segment(msn, 2.0, f"s{msn}.m4s", 1_763_700_000 + 2 * msn, parts_of(msn))
-            for msn in range(5, 5 + segments)
-        ),
-        partial=parts_of(5 + segments, partial),
-        rendition_reports=(RenditionReport("../720p/index.m3u8", 14, 1),),
-        **changes,
-    )
 
 
 def test_a_live_window_renders_a_valid_ll_hls_playlist() -> None:

@@ -74,7 +74,8 @@ def this_machine() -> list[str]:
     lookup may fail on a machine without DNS)."""
     names = [socket.gethostname(), socket.getfqdn()]
     with contextlib.suppress(OSError):
-        names += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)]
+        addresses = (info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+        names += [address for address in addresses if isinstance(address, str)]
     names += _default_route_addresses()
     return [_as_host(name) for name in names if name]
 
@@ -171,6 +172,7 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server, twisted_loop
         from twisted.internet import defer, reactor
+        from twisted.internet.base import ReactorBase
 
         from delivery.retention import expire_recordings_periodically
         from golive.asgi import application
@@ -193,9 +195,11 @@ class Command(BaseCommand):
             housekeeping.cancel()
             return defer.Deferred.fromFuture(twisted_loop.create_task(ingest.stop()))
 
-        reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
-            "before", "shutdown", shut_down
-        )
+        # `reactor` is typed as its zope interfaces, whose methods mypy reads without `self`;
+        # daphne's asyncio reactor is a ReactorBase, where the same methods are typed.
+        assert isinstance(reactor, ReactorBase)
+        installed: ReactorBase = reactor
+        installed.addSystemEventTrigger("before", "shutdown", shut_down)
         Server(
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
