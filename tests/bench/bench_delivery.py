@@ -517,7 +517,7 @@ def measure_glass(
 
     from tests.bench.glass import READER_JS, StampedPublisher, geometry
     from tests.platform.delivery.browser import CHROMIUM_FLAGS
-    from tests.platform.golive.test_up import embedded_env
+    from tests.support.processes import embedded_env
 
     extra = {"GOLIVE_TRANSCODE_SESSIONS": "0"}  # the source alone: what is measured
     if setting is not None:
