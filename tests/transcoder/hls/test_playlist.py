@@ -101,6 +101,18 @@ def test_the_checker_catches_an_unfetchable_uri() -> None:
         check_media_playlist(render_media_playlist(window()), fetch=lambda uri: uri != "s9.m4s")
 
 
+def test_part_hold_back_is_set_in_parts_and_never_under_the_drafts_two() -> None:
+    from dataclasses import replace
+
+    live = window()
+    text = render_media_playlist(replace(live, part_hold_back_parts=2.5))
+    parsed = check_media_playlist(text)
+    assert float(parsed.server_control["PART-HOLD-BACK"]) == pytest.approx(2.5 * live.part_target)
+    too_close = render_media_playlist(replace(live, part_hold_back_parts=1.5))
+    with pytest.raises(AssertionError, match="PART-HOLD-BACK < 2x"):
+        check_media_playlist(too_close)
+
+
 def test_target_duration_rounds_to_the_nearest_second() -> None:
     assert target_duration_for([2.0, 2.4]) == 2
     assert target_duration_for([2.0, 2.5]) == 3
