@@ -229,6 +229,45 @@ def test_redis_unreachable_falls_back_on_this_nodes_memory() -> None:
     assert all(w > 0 for w in waits[4:]), waits
 
 
+
+def test_right_keys_checked_while_redis_is_away_give_their_places_back() -> None:
+    async def run() -> list[int]:
+        store = RedisKeyAttemptStore.from_url("redis://127.0.0.1:1/0", prefix=unique_prefix())
+        throttle = FailedKeyThrottle(POLICY, store)
+        waits = []
+        for i in range(POLICY.max_failures + 3):  # streamers behind one address
+            attempt = await throttle.begin(IP, f"key-{i}")
+            waits.append(attempt.wait)
+            await throttle.key_accepted(IP, f"key-{i}", attempt)
+        await store.aclose()
+        return waits
+
+    assert asyncio.run(run()) == [0] * (POLICY.max_failures + 3), "right keys never block"
+
+
+def test_a_burst_of_checks_on_one_node_all_counted_in_redis(
+    forget_prefix, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More checks at once than the node keeps connections to Redis: they wait for one,
+    none is counted in the node's memory instead (where the nodes' limit is not shared)."""
+    url, prefix = redis_url_or_skip(), forget_prefix()
+    burst = 300
+
+    async def run() -> list[str | None]:
+        store = RedisKeyAttemptStore.from_url(url, prefix=prefix)
+        throttle = FailedKeyThrottle(POLICY, store)
+        attempts = await asyncio.gather(
+            *(throttle.begin(f"10.0.{i // 250}.{i % 250}", "key") for i in range(burst))
+        )
+        await store.aclose()
+        return [attempt.ticket for attempt in attempts]
+
+    with caplog.at_level("WARNING", logger="ingest.throttle"):
+        tickets = asyncio.run(run())
+    assert all(tickets), "every check took its place"
+    assert not [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+
+
 # -- two ingest servers sharing Redis -----------------------------------------------------
 
 
