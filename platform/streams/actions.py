@@ -107,9 +107,13 @@ def _issue_key(channel: Channel) -> str:
 
 # The channel and its active key in one statement, written out: it is on the way to every
 # publisher's answer, and the ORM's select_related spent three times the CPU building it
-# (0.75 ms against 0.22 ms a lookup; a surge of publishes is decided on two cores).
+# (0.75 ms against 0.22 ms a lookup; a surge of publishes is decided on two cores). It also
+# says whether the channel's broadcast is waiting for its publisher to reconnect, which
+# admission needs to know first: a query of its own cost every publish a round trip.
 _ACTIVE_KEY_SQL = (
-    "SELECT c.*, k.id AS key_id, k.digest AS key_digest, k.last_used_at AS key_last_used_at"
+    "SELECT c.*, k.id AS key_id, k.digest AS key_digest, k.last_used_at AS key_last_used_at,"
+    " EXISTS (SELECT 1 FROM streams_livesession s WHERE s.channel_id = c.id"
+    " AND s.ended_at IS NULL AND s.disconnected_at IS NOT NULL) AS awaiting_reconnect"
     " FROM streams_streamkey k JOIN streams_channel c ON c.id = k.channel_id"
     " WHERE k.prefix = %s AND k.revoked_at IS NULL"
 )
@@ -117,7 +121,9 @@ _ACTIVE_KEY_SQL = (
 
 def find_channel_by_key(candidate: str) -> Channel | None:
     """The channel whose active key this is, or None. Constant time in the secret part.
-    Notes the key's use (see `record_key_use`)."""
+    Notes the key's use (see `record_key_use`). The channel found has a boolean
+    ``awaiting_reconnect``: its broadcast lost its publisher and is within the reconnect
+    grace (as the key was read)."""
     prefix = keys.find_prefix(candidate)
     channel = None
     if prefix is not None:
@@ -126,6 +132,7 @@ def find_channel_by_key(candidate: str) -> Channel | None:
     if not keys.matches(candidate, digest) or channel is None:
         return None
     record_key_use(channel.key_id, _as_datetime(channel.key_last_used_at))
+    channel.awaiting_reconnect = bool(channel.awaiting_reconnect)  # SQLite says 0 or 1
     return channel
 
 

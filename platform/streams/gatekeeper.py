@@ -26,7 +26,11 @@ R = TypeVar("R")
 class DatabaseWorkers:
     """The threads the ingest's database calls run on, each with its own connection: a
     thousand publishes arriving at once are decided several at a time (the quota row lock
-    orders admissions), and one slow query holds no one else up."""
+    orders admissions), and one slow query holds no one else up. A worker checks its
+    connection (a round trip) before a call only when it has been idle for
+    `CHECK_IDLE_AFTER` seconds or its last call failed, not before every call of a burst."""
+
+    CHECK_IDLE_AFTER = 1.0
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
@@ -35,8 +39,8 @@ class DatabaseWorkers:
 
     def wrap(self, function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         """``function`` as a coroutine run on one of the workers."""
-        return sync_to_async(database_call(function), thread_sensitive=False,
-                             executor=self.executor)
+        return sync_to_async(database_call(function, trust_for=self.CHECK_IDLE_AFTER),
+                             thread_sensitive=False, executor=self.executor)
 
     async def aclose(self) -> None:
         """Closes every worker's database connection, then the pool. Idempotent."""

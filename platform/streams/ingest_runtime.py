@@ -50,6 +50,7 @@ class PlatformIngest(IngestServer):
     STOP_CHECK = 1.0
     REAP_EVERY = 2
     QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
+    PACE_MAX_AGE = 5.0  # s the count of recent ends is kept for wait estimates (broadcasts)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
@@ -67,6 +68,7 @@ class PlatformIngest(IngestServer):
         await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
         await open_worker_connections(self.platform)
         keep_quota_for(self.QUOTA_MAX_AGE)
+        broadcasts.keep_pace_for(self.PACE_MAX_AGE)
         if settings.GOLIVE_DEFER_ADMISSION_WRITES:
             defer_admission_writes()
         await super().start(host, port)
