@@ -268,6 +268,37 @@ def test_a_burst_of_checks_on_one_node_all_counted_in_redis(
     assert not [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
 
 
+
+def test_a_node_connects_to_redis_before_its_first_publish(forget_prefix) -> None:
+    url, prefix = redis_url_or_skip(), forget_prefix()
+
+    async def run() -> tuple[int, int]:
+        store = RedisKeyAttemptStore.from_url(url, prefix=prefix)
+        pool = store._redis.connection_pool
+        before = len(pool._available_connections)  # type: ignore[attr-defined]
+        await store.connect()
+        after = len(pool._available_connections)  # type: ignore[attr-defined]
+        await store.aclose()
+        return before, after
+
+    assert asyncio.run(run()) == (0, RedisKeyAttemptStore.MAX_CONNECTIONS)
+
+
+def test_connecting_while_redis_is_away_warns_and_publishes_still_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> int:
+        store = RedisKeyAttemptStore.from_url("redis://127.0.0.1:1/0", prefix=unique_prefix())
+        await store.connect()
+        wait = await fail_once(FailedKeyThrottle(POLICY, store), IP)
+        await store.aclose()
+        return wait
+
+    with caplog.at_level("WARNING", logger="ingest.throttle"):
+        assert asyncio.run(run()) == 0
+    assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
+
+
 # -- two ingest servers sharing Redis -----------------------------------------------------
 
 
