@@ -299,14 +299,18 @@ class RedisKeyAttemptStore:
         publish: opened in the middle of a burst, they cost its first answers a TCP and
         a Redis handshake each. Redis away: warns, and the first publishes connect."""
         pool = self._redis.connection_pool
+        held = []
         try:
-            held = [await pool.get_connection() for _ in range(self.MAX_CONNECTIONS)]  # type: ignore[no-untyped-call]
-            for connection in held:
-                await pool.release(connection)
+            # Given back only once all are open, or each would be taken again.
+            for _ in range(self.MAX_CONNECTIONS):
+                held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
             for script in (self._begin, self._fail, self._succeed):
                 await self._redis.script_load(script.script)
-        except Exception as error:
+        except Exception as error:  # the first failure ends it: a start waits one timeout
             self._warn(error)
+        finally:
+            for connection in held:
+                await pool.release(connection)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
