@@ -278,11 +278,39 @@ class RedisKeyAttemptStore:
         # Tickets the fallback handed out: their end goes there too.
         self._local: set[str] = set()
 
+    # Connections to Redis one node keeps at most. A burst of publishes waits its turn for
+    # one (a round trip each) instead of failing: redis-py's default pool raises "Too many
+    # connections" past 100 at once, and every publish over that was counted in the
+    # node's memory instead, the limit no longer shared by the nodes.
+    MAX_CONNECTIONS = 32
+
     @classmethod
     def from_url(cls, url: str, prefix: str = "golive:throttle:") -> RedisKeyAttemptStore:
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        return cls(Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), prefix)
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=cls.MAX_CONNECTIONS, timeout=2, socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        return cls(Redis.from_pool(pool), prefix)
+
+    async def connect(self) -> None:
+        """Opens the node's connections to Redis and loads the scripts, before the first
+        publish: opened in the middle of a burst, they cost its first answers a TCP and
+        a Redis handshake each. Redis away: warns, and the first publishes connect."""
+        pool = self._redis.connection_pool
+        held = []
+        try:
+            # Given back only once all are open, or each would be taken again.
+            for _ in range(self.MAX_CONNECTIONS):
+                held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+            for script in (self._begin, self._fail, self._succeed):
+                await self._redis.script_load(script.script)
+        except Exception as error:  # the first failure ends it: a start waits one timeout
+            self._warn(error)
+        finally:
+            for connection in held:
+                await pool.release(connection)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -323,7 +351,10 @@ class RedisKeyAttemptStore:
     ) -> None:
         keep = _ms(policy.trusted_key_days * 86400)
         if ticket in self._local:
+            # The place was taken in this node's memory (Redis was away): given back there.
             self._local.discard(ticket)
+            await self._fallback.succeed(ip, ticket, key_id, policy)
+            ticket = None
         args: list[str | int] = [
             _ms(), ticket or "", key_id, _ms() + keep, policy.trusted_keys_per_address, keep,
         ]

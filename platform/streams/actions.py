@@ -108,9 +108,13 @@ def _issue_key(channel: Channel) -> str:
 
 # The channel and its active key in one statement, written out: it is on the way to every
 # publisher's answer, and the ORM's select_related spent three times the CPU building it
-# (0.75 ms against 0.22 ms a lookup; a surge of publishes is decided on two cores).
+# (0.75 ms against 0.22 ms a lookup; a surge of publishes is decided on two cores). It also
+# says whether the channel's broadcast is waiting for its publisher to reconnect, which
+# admission needs to know first: a query of its own cost every publish a round trip.
 _ACTIVE_KEY_SQL = (
-    "SELECT c.*, k.id AS key_id, k.digest AS key_digest, k.last_used_at AS key_last_used_at"
+    "SELECT c.*, k.id AS key_id, k.digest AS key_digest, k.last_used_at AS key_last_used_at,"
+    " EXISTS (SELECT 1 FROM streams_livesession s WHERE s.channel_id = c.id"
+    " AND s.ended_at IS NULL AND s.disconnected_at IS NOT NULL) AS awaiting_reconnect"
     " FROM streams_streamkey k JOIN streams_channel c ON c.id = k.channel_id"
     " WHERE k.prefix = %s AND k.revoked_at IS NULL"
 )
@@ -123,15 +127,24 @@ class _ActiveKeyColumns(Protocol):
     key_id: int
     key_digest: str
     key_last_used_at: datetime | str | None
+    awaiting_reconnect: bool | int
 
 
 def _key_columns(channel: Channel) -> _ActiveKeyColumns:
     return cast(_ActiveKeyColumns, channel)
 
 
+def awaits_reconnect(channel: Channel) -> bool:
+    """Whether the channel found by `find_channel_by_key` has a broadcast that lost its
+    publisher and is within the reconnect grace (as the key was read)."""
+    return bool(getattr(channel, "awaiting_reconnect", False))
+
+
 def find_channel_by_key(candidate: str) -> Channel | None:
     """The channel whose active key this is, or None. Constant time in the secret part.
-    Notes the key's use (see `record_key_use`)."""
+    Notes the key's use (see `record_key_use`). The channel found has a boolean
+    ``awaiting_reconnect``: its broadcast lost its publisher and is within the reconnect
+    grace (as the key was read)."""
     prefix = keys.find_prefix(candidate)
     channel = None
     if prefix is not None:
@@ -141,6 +154,7 @@ def find_channel_by_key(candidate: str) -> Channel | None:
         return None
     key = _key_columns(channel)
     record_key_use(key.key_id, _as_datetime(key.key_last_used_at))
+    key.awaiting_reconnect = bool(key.awaiting_reconnect)  # SQLite says 0 or 1
     return channel
 
 

@@ -50,11 +50,13 @@ class PlatformIngest(IngestServer):
     STOP_CHECK = 1.0
     REAP_EVERY = 2
     QUOTA_MAX_AGE = 1.0  # s the quota row is kept between reads (quotas.actions)
+    PACE_MAX_AGE = 5.0  # s the count of recent ends is kept for wait estimates (broadcasts)
 
     platform: PlatformGatekeeper
     grace: ReconnectGrace | None = None
     # Directory thumbnails of this node's broadcasts (when it packages them).
     thumbnails = False
+    delivers = False  # its publishes go to the live index (the default sink factory)
     _housekeeping: asyncio.Task[None] | None = None
     _thumbnails: asyncio.Task[None] | None = None
     _takeovers: set[asyncio.Task[bool]]
@@ -66,7 +68,16 @@ class PlatformIngest(IngestServer):
         # Alive before the first publish: another node never takes this one for dead.
         await self.platform.workers.wrap(takeovers.take_requests)(self.config.node)
         await open_worker_connections(self.platform)
+        # The connections and clients the first publishes would otherwise open (and the
+        # modules they would import) in the middle of a burst, on the way to its answers.
+        if isinstance(self.key_attempts, RedisKeyAttemptStore):
+            await self.key_attempts.connect()
+        if self.delivers:
+            from delivery.live import live_index
+
+            live_index()
         keep_quota_for(self.QUOTA_MAX_AGE)
+        broadcasts.keep_pace_for(self.PACE_MAX_AGE)
         if settings.GOLIVE_DEFER_ADMISSION_WRITES:
             defer_admission_writes()
         await super().start(host, port)
@@ -207,5 +218,5 @@ def build_ingest_server(
     )
     server.platform = gatekeeper
     server.grace = grace
-    server.thumbnails = delivering
+    server.thumbnails = server.delivers = delivering
     return server

@@ -5,13 +5,19 @@ nodes it is given, each reporting what the server answered and how long the answ
 Speaks RTMP with golive's own sans-IO codecs. An admitted publisher keeps its slot until
 the end of the run by sending a tiny audio message every second (a silent publisher is
 dropped after 10 s, which would free its slot for the next one and muddle the count).
+
+Against an ingest on this machine, the publishes can come from many loopback addresses
+(127.1.0.1, 127.1.0.2, ...), as a real surge comes from many encoders: from one address,
+the ingest's wrong-key throttle checks at most a handful of keys at a time, rightly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +33,7 @@ from .report import percentiles
 ADMITTED = "NetStream.Publish.Start"
 MAX_PUBLISHES = 20_000
 MAX_SECONDS = 3600.0
+MAX_ADDRESSES = 250 * 256
 # An AAC sequence header (AAC LC, 44.1 kHz, stereo): media that keeps an admitted
 # publisher alive without feeding the packager any frame.
 _KEEPALIVE = b"\xaf\x00\x12\x10"
@@ -73,6 +80,13 @@ class Attempt:
         return self.code == ADMITTED
 
 
+def source_address(index: int) -> str:
+    """The ``index``-th loopback address publishes may come from: 127.1.0.1 onwards."""
+    if not 0 <= index < MAX_ADDRESSES:
+        raise ValueError(f"at most {MAX_ADDRESSES} source addresses")
+    return f"127.1.{index // 250}.{index % 250 + 1}"
+
+
 def _address(url: str) -> tuple[str, int, str]:
     parts = urlsplit(url)
     if parts.scheme != "rtmp" or not parts.hostname:
@@ -82,12 +96,13 @@ def _address(url: str) -> tuple[str, int, str]:
 
 async def attempt(
     url: str, key: str, index: int, decided: asyncio.Future[Attempt], release: asyncio.Event,
-    limit: float = 30.0,
+    limit: float = 30.0, source: str | None = None,
 ) -> Attempt:
-    """One publish; ``decided`` resolves with the answer, and an admitted publisher then
-    keeps its slot until ``release`` is set."""
+    """One publish (from the local address ``source``, default the system's choice);
+    ``decided`` resolves with the answer, and an admitted publisher then keeps its slot
+    until ``release`` is set."""
     try:
-        return await _attempt(url, key, index, decided, release, limit)
+        return await _attempt(url, key, index, decided, release, limit, source)
     finally:
         if not decided.done():
             decided.set_result(Attempt(index, error="no answer"))
@@ -95,14 +110,15 @@ async def attempt(
 
 async def _attempt(
     url: str, key: str, index: int, decided: asyncio.Future[Attempt], release: asyncio.Event,
-    limit: float,
+    limit: float, source: str | None,
 ) -> Attempt:
     host, port, app = _address(url)
     result = Attempt(index)
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(limit):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(
+                host, port, local_addr=(source, 0) if source else None)
     except (OSError, TimeoutError) as error:
         result.error = f"connect: {error!r}"
         return result
@@ -170,17 +186,24 @@ async def _attempt(
 
 
 async def surge(
-    urls: list[str], keys: list[str], count: int, seconds: float, hold: float = 5.0
+    urls: list[str], keys: list[str], count: int, seconds: float, hold: float = 5.0,
+    addresses: int = 0,
 ) -> list[Attempt]:
     """``count`` publishes, evenly spread over ``seconds``, the ingest URLs taken in turn
-    and the keys in order (repeating when there are fewer keys than publishes). Admitted
+    and the keys in order (repeating when there are fewer keys than publishes), from
+    ``addresses`` loopback addresses in turn (0: the system's choice). Admitted
     publishers hold their slot until ``hold`` seconds after the last answer."""
     if not urls or not keys:
         raise ValueError("at least one ingest URL and one key")
     if not 1 <= count <= MAX_PUBLISHES or not 0 <= seconds <= MAX_SECONDS:
         raise ValueError(f"1 to {MAX_PUBLISHES} publishes over 0 to {MAX_SECONDS:g} s")
+    if not 0 <= addresses <= MAX_ADDRESSES:
+        raise ValueError(f"0 to {MAX_ADDRESSES} source addresses")
     for url in urls:
-        _address(url)
+        host = _address(url)[0]
+        if addresses and not ipaddress.ip_address(
+                socket.gethostbyname(host)).is_loopback:
+            raise ValueError(f"publishes come from loopback addresses: {host} is not one")
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.2
     release = asyncio.Event()
@@ -191,8 +214,10 @@ async def surge(
             await asyncio.sleep(delay)
         decided: asyncio.Future[Attempt] = loop.create_future()
         answers.append(decided)
+        source = source_address(i % addresses) if addresses else None
         tasks.append(loop.create_task(
-            attempt(urls[i % len(urls)], keys[i % len(keys)], i, decided, release)))
+            attempt(urls[i % len(urls)], keys[i % len(keys)], i, decided, release,
+                    source=source)))
     results = list(await asyncio.gather(*answers))
     await asyncio.sleep(hold)
     release.set()

@@ -3,7 +3,7 @@ side, and a publisher surge decided under the quota row lock and by the Redis le
 
     python -m tests.bench surge [--only viewers,publishers] [--viewers 1000,2000,5000]
         [--seconds 30] [--warmup 8] [--processes 2] [--publishes 500] [--publish-seconds 10]
-        [--quota 100] [--modes lock,ledger-inline,ledger] [--bursts 60,500]
+        [--quota 100] [--modes lock,ledger-inline,ledger] [--bursts 60,500] [--addresses N]
 
 viewers: a live stack on this machine (PostgreSQL, Redis, `manage.py ingest`, one
     `daphne golive.asgi` origin, Varnish with deploy/varnish/golive.vcl, ffmpeg publishing
@@ -18,8 +18,11 @@ publishers: two `manage.py ingest` nodes on a throwaway database; `manage.py sur
     under the quota row lock, the reference), `ledger-inline` (the Redis slot ledger, the
     tally count and the key's last use written on the way to each answer, as before
     GOLIVE_DEFER_ADMISSION_WRITES), `ledger` (the ledger, those writes left to the
-    ingest's housekeeping). Printed: admitted, refused with reasons and waits, decision
-    time (publish to answer) p50/p99.
+    ingest's housekeeping). Each publish comes from a loopback address of its own
+    (127.1.0.1 ...), as a real surge comes from many encoders; `--addresses 1` sends them
+    all from one, where the wrong-key throttle checks a handful of keys at a time.
+    Printed: admitted, refused with reasons and waits, decision time (publish to answer)
+    p50/p99.
 
 It prints numbers and asserts nothing; every process, the database and our Redis keys
 are removed at the end (Ctrl-C and SIGTERM included).
@@ -93,11 +96,13 @@ def bench_viewers(workdir: Path, counts: list[int], seconds: float, warmup: floa
 
 
 def bench_publishers(workdir: Path, count: int, seconds: float, quota: int,
-                     modes: list[str], bursts: list[int]) -> None:
+                     modes: list[str], bursts: list[int], addresses: int = 0) -> None:
     from surge.report import publisher_table
 
+    addresses = addresses or count
     print(f"\npublishers: {count} publishes in {seconds:g} s against a quota of {quota},"
-          " two ingest nodes ...", flush=True)
+          f" two ingest nodes, from {addresses} address{'es' if addresses > 1 else ''} ...",
+          flush=True)
     with empty_stack(workdir) as stack:
         stack.manage("quota", "set", "--streams", str(quota), "--reason", "bench")
         keys = workdir / "keys.txt"
@@ -116,7 +121,8 @@ def bench_publishers(workdir: Path, count: int, seconds: float, quota: int,
                 print(f"\n{title} ...", flush=True)
                 results[title] = surge_json(stack, "publishers", *urls, "--keys", str(keys),
                                             "--count", str(burst), "--seconds", str(spread),
-                                            "--hold", "3", timeout=seconds + 180)
+                                            "--addresses", str(addresses), "--hold", "3",
+                                            timeout=seconds + 180)
                 print(publisher_table(results[title]), flush=True)
                 stack.processes.close()  # the nodes drain; their sessions end
                 _wait_no_leases(stack)
@@ -171,6 +177,8 @@ def main(argv: list[str]) -> int:
                         help=f"publisher modes, some of {','.join(PUBLISHER_MODES)}")
     parser.add_argument("--bursts", default="60,500",
                         help="publishes all at once, after the spread run (empty: none)")
+    parser.add_argument("--addresses", type=int, default=0,
+                        help="loopback addresses the publishes come from (0: one each)")
     args = parser.parse_args(argv)
     only = {part.strip() for part in args.only.split(",") if part.strip()}
     if not only or only - set(PARTS):
@@ -198,7 +206,8 @@ def main(argv: list[str]) -> int:
                               args.processes)
             if "publishers" in only:
                 bench_publishers(Path(tmp) / "publishers", args.publishes,
-                                 args.publish_seconds, args.quota, modes, bursts)
+                                 args.publish_seconds, args.quota, modes, bursts,
+                                 args.addresses)
     except KeyboardInterrupt:
         print("\ninterrupted: every process stopped, temporary files removed")
         return 130

@@ -229,6 +229,76 @@ def test_redis_unreachable_falls_back_on_this_nodes_memory() -> None:
     assert all(w > 0 for w in waits[4:]), waits
 
 
+
+def test_right_keys_checked_while_redis_is_away_give_their_places_back() -> None:
+    async def run() -> list[int]:
+        store = RedisKeyAttemptStore.from_url("redis://127.0.0.1:1/0", prefix=unique_prefix())
+        throttle = FailedKeyThrottle(POLICY, store)
+        waits = []
+        for i in range(POLICY.max_failures + 3):  # streamers behind one address
+            attempt = await throttle.begin(IP, f"key-{i}")
+            waits.append(attempt.wait)
+            await throttle.key_accepted(IP, f"key-{i}", attempt)
+        await store.aclose()
+        return waits
+
+    assert asyncio.run(run()) == [0] * (POLICY.max_failures + 3), "right keys never block"
+
+
+def test_a_burst_of_checks_on_one_node_all_counted_in_redis(
+    forget_prefix, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More checks at once than the node keeps connections to Redis: they wait for one,
+    none is counted in the node's memory instead (where the nodes' limit is not shared)."""
+    url, prefix = redis_url_or_skip(), forget_prefix()
+    burst = 300
+
+    async def run() -> list[str | None]:
+        store = RedisKeyAttemptStore.from_url(url, prefix=prefix)
+        throttle = FailedKeyThrottle(POLICY, store)
+        attempts = await asyncio.gather(
+            *(throttle.begin(f"10.0.{i // 250}.{i % 250}", "key") for i in range(burst))
+        )
+        await store.aclose()
+        return [attempt.ticket for attempt in attempts]
+
+    with caplog.at_level("WARNING", logger="ingest.throttle"):
+        tickets = asyncio.run(run())
+    assert all(tickets), "every check took its place"
+    assert not [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+
+
+
+def test_a_node_connects_to_redis_before_its_first_publish(forget_prefix) -> None:
+    url, prefix = redis_url_or_skip(), forget_prefix()
+
+    async def run() -> tuple[int, int]:
+        store = RedisKeyAttemptStore.from_url(url, prefix=prefix)
+        pool = store._redis.connection_pool
+        before = len(pool._available_connections)  # type: ignore[attr-defined]
+        await store.connect()
+        after = len(pool._available_connections)  # type: ignore[attr-defined]
+        await store.aclose()
+        return before, after
+
+    assert asyncio.run(run()) == (0, RedisKeyAttemptStore.MAX_CONNECTIONS)
+
+
+def test_connecting_while_redis_is_away_warns_and_publishes_still_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run() -> int:
+        store = RedisKeyAttemptStore.from_url("redis://127.0.0.1:1/0", prefix=unique_prefix())
+        await store.connect()
+        wait = await fail_once(FailedKeyThrottle(POLICY, store), IP)
+        await store.aclose()
+        return wait
+
+    with caplog.at_level("WARNING", logger="ingest.throttle"):
+        assert asyncio.run(run()) == 0
+    assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
+
+
 # -- two ingest servers sharing Redis -----------------------------------------------------
 
 

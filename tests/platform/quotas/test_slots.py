@@ -197,3 +197,47 @@ def test_lapsed_leases_reaped_free_their_ledger_slots(cluster, settings) -> None
     SlotLease.objects.update(expires_at=timezone.now() - timezone.timedelta(seconds=1))
     assert broadcasts.reap_expired_leases() == 1
     assert cluster.counts() == (0, 0)
+
+
+def test_concurrent_admissions_on_many_threads_admit_exactly_the_quota_each_with_its_lease(
+    cluster,
+) -> None:
+    """As an ingest node decides a burst: many database workers at once, each publish
+    decided in Redis and recorded (session and lease in one statement) without a lock."""
+    from django.db import connections
+
+    from golive.db import database_call
+
+    set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", max_streams=15,
+              max_transcodes=4)
+    keys = [make_streamer(f"burst{i}").key for i in range(40)]
+    results: list[Grant | Refusal] = []
+    lock = threading.Lock()
+    decide = database_call(broadcasts.start_broadcast, trust_for=1.0)
+
+    def worker(mine: list[str]) -> None:
+        try:
+            for key in mine:
+                result = decide(PublishRequest("live", key, "198.51.100.7", "ingest-a"))
+                with lock:
+                    results.append(result)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(keys[i::8],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    grants = [r for r in results if isinstance(r, Grant)]
+    refusals = [r for r in results if isinstance(r, Refusal)]
+    assert len(grants) == 15
+    assert len(refusals) == 25
+    assert sum(g.transcode for g in grants) == 4
+    assert {r.reason for r in refusals} == {"capacity"}
+    assert all(r.retry_after for r in refusals)
+    live = LiveSession.objects.filter(ended_at__isnull=True)
+    assert sorted(live.values_list("pk", flat=True)) == sorted(g.session_id for g in grants)
+    assert sorted(SlotLease.objects.values_list("session_id", flat=True)) == sorted(
+        g.session_id for g in grants)
+    assert cluster.counts() == (15, 4)

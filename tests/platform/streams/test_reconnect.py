@@ -193,3 +193,21 @@ def test_an_encoder_that_reconnects_within_the_grace_continues_its_broadcast(
     assert [info.msn for info, _ in outputs[0].segments] == list(
         range(len(outputs[0].segments))
     )
+
+
+
+def test_the_key_lookup_says_whether_the_broadcast_awaits_its_publisher(db, grace) -> None:
+    """Admission reads this with the key (no query of its own) to resume the session."""
+    from streams.actions import find_channel_by_key
+
+    alice = make_streamer("alice")
+    channel = find_channel_by_key(alice.key)
+    assert channel is not None
+    assert channel.awaiting_reconnect is False
+    grant = publish(alice.key)
+    assert find_channel_by_key(alice.key).awaiting_reconnect is False  # live, connected
+    broadcasts.end_broadcast(grant.session_id, EndReason.CONNECTION_LOST, DESCRIPTION,
+                             health(1))
+    assert find_channel_by_key(alice.key).awaiting_reconnect is True
+    assert publish(alice.key).resumed
+    assert find_channel_by_key(alice.key).awaiting_reconnect is False

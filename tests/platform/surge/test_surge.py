@@ -5,9 +5,11 @@ against a real socket."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 import pytest
 
+from ingest.gatekeeper import Grant, PublishRequest, Refusal
 from surge import publishers
 from surge.http import open_connection
 from surge.playlist import parse_media, parse_multivariant
@@ -15,6 +17,7 @@ from surge.report import percentiles
 from surge.run import ViewerRun, split_probes
 from surge.shapes import schedule
 from surge.viewers import Target
+from tests.ingest.harness import FakeGatekeeper
 from transcoder.hls.playlist import MediaPlaylist as Rendered
 from transcoder.hls.playlist import Part, Segment, render_media_playlist
 
@@ -156,3 +159,24 @@ def test_the_probes_are_taken_evenly_from_the_schedule_and_the_crowd_keeps_the_r
     assert split_probes(slots, 0) == ([], slots)
     with pytest.raises(ValueError, match="probes"):
         ViewerRun("http://127.0.0.1:8000/live/c/master.m3u8", 10, 10, probes=-1).check()
+
+
+@dataclass
+class AddressBook(FakeGatekeeper):
+    addresses: list[str] = field(default_factory=list)
+
+    async def admit(self, request: PublishRequest) -> Grant | Refusal:
+        self.addresses.append(request.peer_ip)
+        return await super().admit(request)
+
+
+def test_publishes_come_from_loopback_addresses_in_turn(start_ingest) -> None:
+    keys = [f"key-{i}" for i in range(4)]
+    gatekeeper = AddressBook(keys={key: f"channel-{i}" for i, key in enumerate(keys)})
+    ingest = start_ingest(gatekeeper)
+    url = f"rtmp://{ingest.host}:{ingest.port}/live"
+    attempts = asyncio.run(publishers.surge([url], keys, 4, 0, hold=0, addresses=3))
+    assert [a.admitted for a in attempts] == [True] * 4
+    assert sorted(gatekeeper.addresses) == ["127.1.0.1", "127.1.0.1", "127.1.0.2", "127.1.0.3"]
+    with pytest.raises(ValueError, match="loopback"):
+        asyncio.run(publishers.surge(["rtmp://192.0.2.1/live"], keys, 1, 0, addresses=2))

@@ -5,7 +5,7 @@
         [--warmup 5] [--switch-every 30] [--processes 2] [--varnish NAME]
         [--origin http://ORIGIN ...] [--probes 20] [--load-nice 10] [--json FILE]
     manage.py surge publishers rtmp://INGEST/live [rtmp://INGEST2/live ...] --keys FILE
-        [--count 500] [--seconds 10] [--json FILE]
+        [--count 500] [--seconds 10] [--addresses 0] [--json FILE]
 
 Prints a progress line while it runs, then a table; --json writes the summary (- for
 standard output). Nothing but the given addresses is contacted.
@@ -64,6 +64,9 @@ class Command(BaseCommand):
                              help="a file of stream keys, one a line (one per publisher)")
         publish.add_argument("--count", type=int, default=500)
         publish.add_argument("--seconds", type=float, default=10.0)
+        publish.add_argument("--addresses", type=int, default=0,
+                             help="publishes come from this many loopback addresses in turn,"
+                                  " 127.1.0.1 onwards (an ingest on this machine; 0: one)")
         publish.add_argument("--hold", type=float, default=5.0,
                              help="admitted publishers keep their slot this long after the last")
         publish.add_argument("--json", help="write the summary here (- for standard output)")
@@ -112,7 +115,7 @@ class Command(BaseCommand):
         try:
             attempts = asyncio.run(
                 publishers.surge(options["urls"], keys, options["count"], options["seconds"],
-                                 options["hold"])
+                                 options["hold"], options["addresses"])
             )
         except ValueError as error:
             raise CommandError(str(error)) from None
