@@ -19,13 +19,14 @@ from transcoder.cmaf import (
     PartInfo,
     SegmentInfo,
 )
+from transcoder.metadata import read_metadata
 
 
 def publish(
     sink: MediaSink, clip: Clip, reason: EndReason = EndReason.PUBLISHER_STOPPED
 ) -> None:
     """A clip through ``sink`` as the ingest would feed it, ending with ``reason``."""
-    sink.metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output module"})
+    sink.metadata(read_metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output"}))
     for header in clip.headers():
         sink.media(header)
     for frame in clip.frames:
