@@ -52,7 +52,8 @@ class MediaConverter:
     no media: command frames, codecs or packet types we do not take, counted in
     ``skipped``); ``metadata`` reads an onMetaData data message. Sequence headers and
     metadata fill in ``description``. A packet's data is a view of the message's payload,
-    never a copy. Never raises for what a publisher sends.
+    never a copy. Raises ProtocolError for a malformed audio or video body (metadata
+    never raises: it is read leniently).
     """
 
     __slots__ = ("_description", "label", "skipped")

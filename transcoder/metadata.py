@@ -74,7 +74,10 @@ def _number(value: object, ceiling: float) -> float | None:
     """A positive finite number up to ``ceiling`` (AMF numbers are floats), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
     return number if math.isfinite(number) and 0 < number <= ceiling else None
 
 
