@@ -78,7 +78,7 @@ class MediaConverter:
                 codec, keyframe, composition = coded
                 return MediaPacket(
                     _VIDEO_KIND,
-                    codec.value,
+                    codec._value_,  # not .value: a property, a call per frame
                     message.timestamp,
                     memoryview(payload)[LEGACY_VIDEO_HEADER_SIZE:],
                     keyframe,

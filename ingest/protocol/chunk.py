@@ -25,10 +25,13 @@ _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """One RTMP message. `timestamp` is in milliseconds on the 64-bit timeline of its
-    chunk stream (see `Timeline`); the writer sends it modulo 2^32."""
+    chunk stream (see `Timeline`); the writer sends it modulo 2^32.
+
+    A value, never changed once made; not a frozen dataclass only because the reader
+    makes one per message and a frozen dataclass's __init__ costs twice as much."""
 
     csid: int
     type_id: int
@@ -85,7 +88,7 @@ class _InboundStream:
         self.stream_id = 0
         # The 4-byte value of the last type 0/1/2 header's extended timestamp, if any.
         self.extended: int | None = None
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | memoryview] = []
         # Bytes of the message in progress still to come; 0 when none is in progress.
         self.remaining = 0
         self.timestamp = 0
@@ -155,6 +158,7 @@ class ChunkReader:
         max_message = limits.max_message_size
         chunk_size = self._chunk_size
         out: list[Message] = []
+        unfinished: list[_InboundStream] = []  # messages left half-assembled
         pos = 0
         chunks = 0
         with memoryview(buf) as view:
@@ -265,15 +269,35 @@ class ChunkReader:
                 pos = p + body
                 chunks += 1
 
-                if starts_message and body == remaining:
+                remaining -= body  # of the message, after this chunk
+                if starts_message and not remaining:
                     payload = view[p:pos].tobytes()
                 else:
-                    stream.parts.append(view[p:pos].tobytes())
-                    stream.remaining = remaining - body
-                    if stream.remaining:
+                    # Views of the buffer, copied once: into the payload when the message
+                    # is complete, else into bytes before the buffer moves (below).
+                    parts = stream.parts
+                    parts.append(view[p:pos])
+                    if remaining and csid < 64 and stream.extended is None:
+                        # The chunks right behind that carry on this message (a video
+                        # frame, as encoders write it): no pass of the loop for each.
+                        marker = 0xC0 | csid  # type 3, one-byte basic header
+                        while pos < end and buf[pos] == marker:
+                            body = chunk_size if remaining > chunk_size else remaining
+                            after = pos + 1 + body
+                            if after > end:
+                                break
+                            parts.append(view[pos + 1 : after])
+                            pos = after
+                            remaining -= body
+                            chunks += 1
+                            if not remaining:
+                                break
+                    stream.remaining = remaining
+                    if remaining:
+                        unfinished.append(stream)
                         continue
-                    payload = b"".join(stream.parts)
-                    stream.parts = []
+                    payload = b"".join(parts)
+                    parts.clear()  # in place: no view may outlive this pass
                 message = Message(csid, stream.type_id, stream.stream_id, stream.timestamp, payload)
                 out.append(message)
                 if message.type_id == TYPE_SET_CHUNK_SIZE:
@@ -282,6 +306,8 @@ class ChunkReader:
                     chunk_size = self._apply_chunk_size(payload)
                 elif message.type_id == TYPE_ABORT:
                     self._apply_abort(payload)
+            for stream in unfinished:
+                stream.parts[:] = [bytes(part) for part in stream.parts]
         if pos:
             del buf[:pos]
         self._chunks_parsed += chunks
@@ -301,7 +327,7 @@ class ChunkReader:
             raise ProtocolError(f"Abort payload of {len(payload)} bytes, need 4")
         stream = self._streams.get(_U32.unpack_from(payload)[0])
         if stream is not None:
-            stream.parts = []
+            stream.parts.clear()  # in place: a view in it may still be referenced
             stream.remaining = 0
 
 
