@@ -23,6 +23,9 @@ _EXTENDED = 0xFFFFFF
 _MASK32 = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
+# The 24-bit timestamp field, 24-bit length and type of a type 0 or 1 message header, as
+# a byte and a 16-bit half each: one C call instead of seven byte reads per message.
+_TYPE1 = struct.Struct(">BHBHB")
 
 
 @dataclass(slots=True)
@@ -206,10 +209,10 @@ class ChunkReader:
                     if fmt == 0:
                         if p + 11 > end:
                             break
-                        field = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
-                        length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
-                        type_id = buf[p + 6]
-                        stream_id = _U32LE.unpack_from(buf, p + 7)[0]
+                        high, low, long, short, type_id = _TYPE1.unpack_from(buf, p)
+                        field = high << 16 | low
+                        length = long << 16 | short
+                        stream_id = _U32LE.unpack_from(buf, p + 7)[0]  # little-endian
                         p += 11
                     else:
                         if stream is None:
@@ -217,9 +220,9 @@ class ChunkReader:
                         if fmt == 1:
                             if p + 7 > end:
                                 break
-                            field = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2]
-                            length = (buf[p + 3] << 16) | (buf[p + 4] << 8) | buf[p + 5]
-                            type_id = buf[p + 6]
+                            high, low, long, short, type_id = _TYPE1.unpack_from(buf, p)
+                            field = high << 16 | low
+                            length = long << 16 | short
                             p += 7
                         else:
                             if p + 3 > end:
