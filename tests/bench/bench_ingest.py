@@ -2,7 +2,7 @@
 
     python -m tests.bench ingest [--streams 50,200] [--seconds 20] [--warmup 8] [--no-nginx]
                                  [--with-hls] [--sender replay|ffmpeg] [--golive-root DIR]
-                                 [--profile PATH]
+                                 [--read-batch-seconds S] [--profile PATH]
 
 For each stream count, each server runs as a process of its own and N publishers replay
 the same pre-encoded 720p30 ~3 Mb/s file in real time. The sender is one process
@@ -109,12 +109,18 @@ class RunningServer:
 
 
 def start_golive(
-    processes: Processes, workdir: Path, profile: Path | None = None, root: Path = ROOT
+    processes: Processes,
+    workdir: Path,
+    profile: Path | None = None,
+    root: Path = ROOT,
+    read_batch_seconds: float | None = None,
 ) -> RunningServer:
     log = workdir / "golive.log"
     command = [sys.executable, "-m", "tests.bench.ingest_process", "--port", "0"]
     if profile is not None:
         command += ["--profile", str(profile)]
+    if read_batch_seconds is not None:
+        command += ["--read-batch-seconds", f"{read_batch_seconds:g}"]
     with log.open("wb") as stderr:
         process = processes.start(
             command,
@@ -498,6 +504,12 @@ def main(argv: list[str]) -> int:
         help="one replaying process (default) or one ffmpeg per stream",
     )
     parser.add_argument(
+        "--read-batch-seconds",
+        type=float,
+        metavar="S",
+        help="golive's ConnectionLimits.read_batch_seconds (default 0.1; more adds latency)",
+    )
+    parser.add_argument(
         "--golive-root",
         type=Path,
         default=ROOT,
@@ -528,7 +540,7 @@ def main(argv: list[str]) -> int:
     if not (root / "ingest" / "server.py").exists():
         parser.error(f"--golive-root: {root} is not a golive checkout")
     starters: dict[str, Callable[[Processes, Path], RunningServer]] = {
-        GOLIVE: lambda p, w: start_golive(p, w, args.profile, root)
+        GOLIVE: lambda p, w: start_golive(p, w, args.profile, root, args.read_batch_seconds)
     }
     if nginx is not None:
         starters[NGINX_LIVE] = lambda p, w: start_nginx(p, nginx, w, hls=False)
