@@ -60,7 +60,7 @@ from ingest.throttle import FailedKeyThrottle
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BUSY", "ConnectionLimits", "Ending", "RtmpConnection"]
+__all__ = ["ConnectionLimits", "Ending", "RtmpConnection"]
 
 # Message types (RTMP spec 5.4, 7.1) besides media and data (ingest.media).
 COMMAND_AMF3, COMMAND_AMF0 = 17, 20
@@ -366,7 +366,7 @@ class RtmpConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         messages = self._chunks.feed(data)
-        self._received_at = time.time()
+        received_at = self._received_at = time.time()
         if self._busy:
             # A command is being handled (reading was paused, these bytes were on their
             # way): everything waits its turn behind it.
@@ -381,7 +381,7 @@ class RtmpConnection(asyncio.Protocol):
                 # The hot path: no task, no coroutine per frame. Media before an admitted
                 # publish is dropped, never buffered.
                 if publish is not None:
-                    publish.media(message, now, self._received_at)
+                    publish.media(message, now, received_at)
             elif type_id in _COMMANDS:
                 self._backlog.extend(messages[index:])
                 self._unaccounted += len(data)
