@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 
 from ingest.protocol.errors import LimitExceeded, ProtocolError
-from ingest.protocol.timeline import Timeline
+from ingest.protocol.timeline import extend_after
 
 TYPE_SET_CHUNK_SIZE = 1
 TYPE_ABORT = 2
@@ -21,6 +21,7 @@ CHUNK_SIZE_CEILING = 1 << 24
 
 _EXTENDED = 0xFFFFFF
 _MASK32 = 0xFFFFFFFF
+_HALF = 1 << 31
 _U32 = struct.Struct(">I")
 _U32LE = struct.Struct("<I")
 # The 24-bit timestamp field, 24-bit length and type of a type 0 or 1 message header, as
@@ -73,15 +74,15 @@ class _InboundStream:
         "parts",
         "remaining",
         "stream_id",
-        "timeline",
         "timestamp",
         "timestamp32",
         "type_id",
     )
 
     def __init__(self) -> None:
-        self.timeline = Timeline()
-        self.timestamp32 = 0
+        # The last message's timestamp: as sent (32 bits; -1 before the first) and on
+        # the stream's 64-bit timeline (`Timeline`'s rule, kept here: one per message).
+        self.timestamp32 = -1
         # What a type-3 header starting a new message adds. After a type-0 header that
         # is the absolute timestamp field, as FFmpeg's and SRS's readers do (and as
         # FFmpeg's writer assumes when it picks type 3).
@@ -170,16 +171,17 @@ class ChunkReader:
                 fmt = b0 >> 6
                 csid = b0 & 0x3F
                 p = pos + 1
-                if csid == 0:
-                    if p >= end:
-                        break
-                    csid = 64 + buf[p]
-                    p += 1
-                elif csid == 1:
-                    if p + 1 >= end:
-                        break
-                    csid = 64 + buf[p] + (buf[p + 1] << 8)
-                    p += 2
+                if csid < 2:  # a two- or three-byte basic header
+                    if csid == 0:
+                        if p >= end:
+                            break
+                        csid = 64 + buf[p]
+                        p += 1
+                    else:
+                        if p + 1 >= end:
+                            break
+                        csid = 64 + buf[p] + (buf[p + 1] << 8)
+                        p += 2
                 stream = streams.get(csid)
 
                 if fmt == 3:
@@ -251,24 +253,38 @@ class ChunkReader:
                     break
 
                 # The whole chunk is here: only now does it change any state.
+                delta = -1  # none: the timestamp is absolute (type 0) or unchanged
                 if stream is None:
                     if len(streams) >= limits.max_chunk_streams:
                         raise LimitExceeded(f"more than {limits.max_chunk_streams} chunk streams")
                     stream = streams[csid] = _InboundStream()
                 if fmt != 3:
                     if fmt == 0:
-                        stream.timestamp32 = field
+                        last32 = stream.timestamp32
                         stream.stream_id = stream_id
+                        stream.timestamp = (
+                            field if last32 < 0 else extend_after(last32, stream.timestamp, field)
+                        )
+                        stream.timestamp32 = field
                     else:
-                        stream.timestamp32 = (stream.timestamp32 + field) & _MASK32
+                        delta = field
                     stream.delta = field
                     stream.length = length
                     stream.type_id = type_id
                     stream.extended = extended
-                    stream.timestamp = stream.timeline.extend(stream.timestamp32)
                 elif starts_message:
-                    stream.timestamp32 = (stream.timestamp32 + stream.delta) & _MASK32
-                    stream.timestamp = stream.timeline.extend(stream.timestamp32)
+                    delta = stream.delta
+                if delta >= 0:
+                    # A timestamp given as a delta (types 1-3, starting a message), placed
+                    # on the 64-bit timeline inline: a step forward is simply added.
+                    last32 = stream.timestamp32
+                    stream.timestamp32 = (last32 + delta) & _MASK32
+                    if delta < _HALF:
+                        stream.timestamp += delta
+                    else:
+                        stream.timestamp = extend_after(
+                            last32, stream.timestamp, stream.timestamp32
+                        )
                 pos = p + body
                 chunks += 1
 
@@ -301,14 +317,15 @@ class ChunkReader:
                         continue
                     payload = b"".join(parts)
                     parts.clear()  # in place: no view may outlive this pass
-                message = Message(csid, stream.type_id, stream.stream_id, stream.timestamp, payload)
-                out.append(message)
-                if message.type_id == TYPE_SET_CHUNK_SIZE:
-                    # Applied whatever the chunk stream or message stream: the peer's
-                    # writer has switched either way, and ignoring it would desync.
-                    chunk_size = self._apply_chunk_size(payload)
-                elif message.type_id == TYPE_ABORT:
-                    self._apply_abort(payload)
+                type_id = stream.type_id
+                out.append(Message(csid, type_id, stream.stream_id, stream.timestamp, payload))
+                if type_id <= TYPE_ABORT:
+                    if type_id == TYPE_SET_CHUNK_SIZE:
+                        # Applied whatever the chunk stream or message stream: the peer's
+                        # writer has switched either way, and ignoring it would desync.
+                        chunk_size = self._apply_chunk_size(payload)
+                    elif type_id == TYPE_ABORT:
+                        self._apply_abort(payload)
             for stream in unfinished:
                 stream.parts[:] = [bytes(part) for part in stream.parts]
         if pos:
