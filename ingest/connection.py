@@ -180,6 +180,7 @@ class RtmpConnection(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._now = 0.0  # the event loop's time at the read being handled
         self._received_at = 0.0  # the wall clock at that read, for program-date-time
+        self._watermark = 1  # the socket's SO_RCVLOWAT (_batch_reads)
 
     @property
     def grant(self) -> Grant | None:
@@ -445,19 +446,23 @@ class RtmpConnection(asyncio.Protocol):
         (SO_RCVLOWAT). Encoders write each 4 KiB chunk separately; waking for each costs
         more CPU than parsing it. The delay this adds is bounded by that batch time, and
         the watermark is never above what the stream sends in it, so a stream that slows
-        down is not held back (re-tuned at every heartbeat; without ``health``, every
-        byte wakes us again)."""
+        down is not held back (re-tuned at every heartbeat, left alone when the bitrate
+        moved less than an eighth; without ``health``, every byte wakes us again)."""
+        bitrate_kbps = health.bitrate_kbps if health is not None else 0.0
+        per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
+        watermark = max(1, min(per_batch, 64 * 1024))
+        current = self._watermark
+        if watermark == current or (watermark > 1 and abs(watermark - current) < current / 8):
+            return
         transport = self._transport
         if transport is None or transport.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
             return  # closed already (a connection ending), or not Linux
         sock = transport.get_extra_info("socket")
         if sock is None:
             return
-        bitrate_kbps = health.bitrate_kbps if health is not None else 0.0
-        per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
-        watermark = max(1, min(per_batch, 64 * 1024))
         with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once closed
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, watermark)
+            self._watermark = watermark
 
     # -- messages ---------------------------------------------------------------------------
 
