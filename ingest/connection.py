@@ -1,9 +1,12 @@
-"""One publisher's RTMP connection: handshake, commands as OBS sends them, media out.
+"""One publisher's RTMP connection: the socket, its deadlines, and the commands OBS sends.
 
-The protocol work is done by `ingest.protocol` (pure, over bytes); this layer owns the
-socket, the deadlines, the parse budget, the gatekeeper calls and the hand-off to the
-media sink. Whatever happens, a connection ends by closing its own socket and, if it was
-admitted, releasing its grant exactly once: nothing here can touch another connection.
+The protocol work is done by `ingest.protocol` (pure, over bytes); media messages become
+packets in `ingest.media`; an admitted publish is an `ingest.publish.Publish`. This layer
+owns the socket, the order of messages (media at once, commands in the connection's
+task), the deadlines, the parse budget and the command negotiation. A connection ends one
+way, `RtmpConnection.end(reason, why)`, whoever asks; its task then closes the socket and
+ends its publish, which releases the grant exactly once. Nothing here can touch another
+connection.
 """
 
 from __future__ import annotations
@@ -15,8 +18,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from enum import Enum, auto
+from dataclasses import dataclass, field
 from typing import NoReturn, cast
 
 from ingest.gatekeeper import (
@@ -26,16 +28,14 @@ from ingest.gatekeeper import (
     PublishRequest,
     Refusal,
     RefusalCode,
-    StreamDescription,
 )
-from ingest.health import HealthMeter, StreamHealth
+from ingest.health import StreamHealth
+from ingest.media import AGGREGATE, AUDIO, DATA_AMF0, DATA_AMF3, VIDEO, split_aggregate
 from ingest.protocol import (
     UNDEFINED,
     Acknowledgement,
     AckTracker,
     AmfValue,
-    AudioCodec,
-    AudioPacketType,
     ChunkLimits,
     ChunkReader,
     ChunkWriter,
@@ -45,38 +45,29 @@ from ingest.protocol import (
     ProtocolError,
     SetChunkSize,
     SetPeerBandwidth,
-    UnsupportedFeature,
     UserControl,
     UserControlEvent,
-    VideoCodec,
-    VideoPacketType,
     WindowAckSize,
     decode_command,
     decode_control,
-    decode_data,
     encode_command,
     encode_control,
-    find_coded_video,
-    is_raw_aac,
-    parse_audio,
-    parse_video,
 )
-from ingest.protocol.flv import LEGACY_AAC_HEADER_SIZE, LEGACY_VIDEO_HEADER_SIZE
 from ingest.protocol.handshake import ServerHandshake
-from ingest.sink import MediaPacket, MediaSink, SinkFactory, TrackKind
+from ingest.publish import BUSY, Publish, admit
+from ingest.sink import SinkFactory
 from ingest.throttle import FailedKeyThrottle
-from transcoder.codecs import CodecConfigError, parse_audio_config, parse_video_config
 
 log = logging.getLogger(__name__)
 
-# The refusal of a publish the platform did not answer in time: it says nothing of the key.
-BUSY = "busy"
-# Releases of admissions that answered after their publisher was told to retry.
-_LATE_RELEASES: set[asyncio.Future[None]] = set()
+__all__ = ["ConnectionLimits", "Ending", "RtmpConnection"]
 
-# Message types (RTMP spec 5.4, 7.1).
-AUDIO, VIDEO, DATA_AMF3, COMMAND_AMF3, DATA_AMF0, COMMAND_AMF0, AGGREGATE = 8, 9, 15, 17, 18, 20, 22
+# Message types (RTMP spec 5.4, 7.1) besides media and data (ingest.media).
+COMMAND_AMF3, COMMAND_AMF0 = 17, 20
 CONTROL_TYPES = frozenset({1, 2, 3, 4, 5, 6})
+_MEDIA = frozenset({AUDIO, VIDEO})
+_COMMANDS = frozenset({COMMAND_AMF0, COMMAND_AMF3})
+_DATA = frozenset({DATA_AMF0, DATA_AMF3})
 SHARED_OBJECT_TYPES = frozenset({16, 19})
 COMMAND_CSID = 3
 MEDIA_STREAM_ID = 1
@@ -85,14 +76,6 @@ SERVER_WINDOW = 2_500_000
 SERVER_CHUNK_SIZE = 4096
 # Video FourCCs this server takes, advertised in connect's _result (Enhanced RTMP).
 FOURCC_LIST = ["av01", "vp09", "hvc1", "avc1"]
-_VIDEO_FOURCC = {
-    VideoCodec.AVC: "avc1",
-    VideoCodec.HEVC: "hvc1",
-    VideoCodec.AV1: "av01",
-    VideoCodec.VP9: "vp09",
-}
-_AUDIO_FOURCC = {AudioCodec.AAC: "mp4a", AudioCodec.OPUS: "Opus"}
-_AAC = AudioCodec.AAC.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,33 +101,29 @@ class ConnectionLimits:
     read_batch_seconds: float = 0.1
 
 
-async def _no_takeover(session_id: int) -> bool:
-    return False
-
-
-class _Phase(Enum):
-    CONNECTING = auto()
-    CONNECTED = auto()
-    PUBLISHING = auto()
-
-
-class _Stop(Exception):
-    """Ends the connection with a reason; raised from deep inside message handling."""
+class Ending(Exception):
+    """Why a connection ends: the reason its publish is released with, and a sentence for
+    the log. Raised from deep inside the connection's task; `RtmpConnection.end` takes
+    the same two from anywhere else."""
 
     def __init__(self, reason: EndReason, why: str) -> None:
         super().__init__(why)
         self.reason = reason
+        self.why = why
+
+
+async def _no_takeover(session_id: int) -> bool:
+    return False
 
 
 class RtmpConnection(asyncio.Protocol):
     """One publisher's connection, as the event loop's protocol for its socket.
 
-    Bytes are parsed the moment they arrive (`data_received`), and media goes to the sink
-    right there: no task wakes up per read. Commands, which await the gatekeeper or the
-    socket, run in the connection's task (`run`), strictly in arrival order: from the first
-    command of a read until the task has handled it and what followed it, reading pauses,
-    so nothing piles up in memory and nothing overtakes a command. `run` ends the
-    connection: by its own socket closing and, if it was admitted, one release.
+    Bytes are parsed the moment they arrive (`data_received`), and media goes to the
+    publish right there: no task wakes up per read. Commands, which await the gatekeeper
+    or the socket, run in the connection's task (`run`), strictly in arrival order: from
+    the first command of a read until the task has handled it and what followed it,
+    reading pauses, so nothing piles up in memory and nothing overtakes a command.
     """
 
     def __init__(
@@ -161,7 +140,7 @@ class RtmpConnection(asyncio.Protocol):
         take_over: Callable[[int], Awaitable[bool]] = _no_takeover,
     ) -> None:
         """`on_open(connection)` is called once the socket is connected and `peer_ip` is
-        known; it either starts `run` in a task or calls `refuse`. `take_over(session_id)`
+        known; it either starts `run` in a task or ends the connection. `take_over(session_id)`
         ends this node's silent publish of that session for a reconnect of the same
         stream, and says whether it did."""
         self.peer_ip = "?"
@@ -181,69 +160,42 @@ class RtmpConnection(asyncio.Protocol):
         self._chunks = ChunkReader(limits.chunk)
         self._out = ChunkWriter()
         self._ack = AckTracker(SERVER_WINDOW)
-        self._phase = _Phase.CONNECTING
+        self._app: str | None = None  # once connected
+        self._publish: Publish | None = None
         self._publish_deadline = 0.0
-        self._app = ""
         self._amf3_client = False
         self._streams_created = 0
         self._commands_seen = 0
-        self.grant: Grant | None = None
-        self._sink: MediaSink | None = None
-        self._health = HealthMeter()
-        self._description = StreamDescription()
-        self._last_media = 0.0
-        self._stop_reason: EndReason | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
         self._budget_start = 0.0
         self._budget_chunks = 0
-        self._skipped = 0
         # Messages the task must handle, in order, and whether it is at it (then reading
         # is paused and bytes counted in `_unaccounted` wait for `_account`).
         self._backlog: deque[Message] = deque()
         self._busy = False
         self._unaccounted = 0
-        # Why the connection ends, once known: raised in the task when its backlog is done.
-        self._ended: Exception | None = None
+        self._ending: Ending | None = None  # the first reason given to `end`
+        self._closed = False
         self._wakeup: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None  # set while writing is paused
         self._watchdog: asyncio.TimerHandle | None = None
         self._now = 0.0  # the event loop's time at the read being handled
         self._received_at = 0.0  # the wall clock at that read, for program-date-time
+        self._watermark = 1  # the socket's SO_RCVLOWAT (_batch_reads)
 
-    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def grant(self) -> Grant | None:
+        """The running publish's grant, if one is admitted."""
+        return self._publish.grant if self._publish is not None else None
 
-    async def run(self) -> None:
-        reason = EndReason.CONNECTION_LOST
-        try:
-            await self._serve()
-        except _Stop as stop:
-            reason = stop.reason
-            log.info("%s: %s", self._label(), stop)
-        except ProtocolError as error:
-            reason = EndReason.PROTOCOL_ERROR
-            log.info("%s: protocol error: %s", self._label(), error)
-        except (ConnectionError, OSError):
-            reason = EndReason.CONNECTION_LOST
-        except asyncio.CancelledError:
-            reason = self._stop_reason or EndReason.SERVER_SHUTDOWN
-            raise
-        finally:
-            await self._finish(self._stop_reason or reason)
+    @property
+    def ending(self) -> Ending | None:
+        """Why the connection ends or ended; None while it runs."""
+        return self._ending
 
-    def stop(self, reason: EndReason) -> None:
-        """Ends the connection from outside (shutdown, force stop). Idempotent."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-        self._end(_Stop(reason, "stopped"))
-        self._abort()
-
-    def refuse(self) -> None:
-        """Closes a connection that will never be served (no task runs for it)."""
-        self._ended = _Stop(EndReason.CONNECTION_LOST, "refused")
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        self._abort()
+    def silence(self) -> float:
+        """Seconds since the admitted publisher last sent media (or was admitted)."""
+        publish = self._publish
+        return self._loop.time() - publish.last_media if publish is not None else 0.0
 
     def set_no_delay(self) -> None:
         """Our answers are small and awaited by the publisher: no Nagle delay."""
@@ -251,61 +203,102 @@ class RtmpConnection(asyncio.Protocol):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def silence(self) -> float:
-        """Seconds since the admitted publisher last sent media (or was admitted)."""
-        return self._loop.time() - self._last_media
+    # -- the one way to end -----------------------------------------------------------------
 
-    async def _finish(self, reason: EndReason) -> None:
+    def end(self, reason: EndReason, why: str, *, drain: bool = False) -> None:
+        """Ends the connection: a shutdown, a force stop or a takeover from the server, a
+        refusal at accept, a deadline, the peer, the connection's own task. Idempotent:
+        the first reason stands (it is the one the publish is released with).
+
+        Without ``drain`` the socket is cut now and what was received but not yet handled
+        is dropped. With it (the peer closed in order) the task first handles what came
+        before, answering its commands. Either way the task then closes (`_close`): the
+        socket, then the publish, released once. A connection no task serves (refused
+        at accept) is closed here and now."""
+        if self._ending is None:
+            self._ending = Ending(reason, why)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self._abort()
-        await self._end_publish(reason)
+        if not drain:
+            self._backlog.clear()
+            if self._transport is not None:
+                self._transport.abort()
+        self._wake()
+
+    async def _close(self) -> None:
+        """The end of `run`: the socket, then the publish. Runs once."""
+        if self._closed:
+            return
+        self._closed = True
+        ending = self._ending or Ending(EndReason.CONNECTION_LOST, "connection lost")
+        self.end(ending.reason, ending.why)
+        log.info("%s: %s", self._label(), ending.why)
+        await self._end_publish(ending.reason)
 
     async def _end_publish(self, reason: EndReason) -> None:
-        """Ends the current publish (if any): sink, then the platform. The socket stays."""
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            self._heartbeat_task = None
-        grant, self.grant = self.grant, None
-        if grant is None:
-            return
-        self._phase = _Phase.CONNECTED
-        if self._sink is not None:
-            try:
-                self._sink.end(reason)
-            except Exception:
-                log.exception("%s: media sink failed at end", self._label())
-        health = self._health.snapshot(self._loop.time())
-        description = self._described()
-        # Shielded: the release must reach the platform even when we are being cancelled.
-        release = asyncio.ensure_future(
-            self._gatekeeper.release(grant, reason, description, health)
-        )
-        try:
-            await asyncio.shield(release)
-        except asyncio.CancelledError:
-            await asyncio.wait([release], timeout=10)
-            raise
-        except Exception:
-            log.exception("%s: releasing the session failed", self._label())
-        log.info(
-            "rtmp %s [%s]: publish ended (%s) after %d video frames, %d bytes",
-            self.peer_ip,
-            grant.channel,
-            reason,
-            health.video_frames,
-            health.bytes_in,
-        )
-        self._sink = None
-        self._health = HealthMeter()
-        self._description = StreamDescription()
+        """Ends the running publish, if any; the socket stays (FCUnpublish)."""
+        publish, self._publish = self._publish, None
+        if publish is not None:
+            await publish.end(reason)
 
     def _label(self) -> str:
-        channel = self.grant.channel if self.grant else "-"
-        return f"rtmp {self.peer_ip} [{channel}]"
+        grant = self.grant
+        return f"rtmp {self.peer_ip} [{grant.channel if grant else '-'}]"
 
-    # -- the socket's events (asyncio.Protocol) --------------------------------------------
+    # -- the connection's task --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serves the connection until it ends, then closes it. Never raises but for its
+        own cancellation (after closing)."""
+        try:
+            await self._serve()
+        except Ending as ending:
+            self.end(ending.reason, ending.why)
+        except ProtocolError as error:
+            self.end(EndReason.PROTOCOL_ERROR, f"protocol error: {error}")
+        except (ConnectionError, OSError) as error:
+            self.end(EndReason.CONNECTION_LOST, f"connection lost: {error}")
+        except asyncio.CancelledError:
+            self.end(EndReason.SERVER_SHUTDOWN, "cancelled")
+            raise
+        except Exception:
+            # A bug here must end this connection only, as if it had dropped.
+            log.exception("%s: failed", self._label())
+            self.end(EndReason.CONNECTION_LOST, "internal error")
+        finally:
+            await self._close()
+
+    async def _serve(self) -> None:
+        while True:
+            while self._backlog:
+                message = self._backlog.popleft()
+                self._now = self._loop.time()
+                if message.type_id in _COMMANDS:
+                    await self._command(message)
+                else:
+                    self._dispatch(message)
+            if self._busy:
+                self._busy = False
+                unaccounted, self._unaccounted = self._unaccounted, 0
+                self._account(unaccounted)
+                transport = self._transport
+                if self._ending is None and transport is not None and not transport.is_closing():
+                    transport.resume_reading()
+                    self._arm_watchdog()
+            if self._ending is not None:
+                return
+            self._wakeup = self._loop.create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    # -- the socket's events (asyncio.Protocol) ---------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's is not an asyncio.Transport subclass).
@@ -316,7 +309,7 @@ class RtmpConnection(asyncio.Protocol):
         self._on_open(self)
 
     def data_received(self, data: bytes) -> None:
-        if self._ended is not None:
+        if self._ending is not None:
             return  # ending: the task closes the socket
         try:
             if self._handshake is not None:
@@ -324,21 +317,27 @@ class RtmpConnection(asyncio.Protocol):
                 if not data:
                     return
             self._receive(data)
-        except Exception as error:  # the task ends the connection and logs what it must
-            self._end(error)
+        except Ending as ending:
+            self.end(ending.reason, ending.why)
+        except ProtocolError as error:
+            self.end(EndReason.PROTOCOL_ERROR, f"protocol error: {error}")
+        except Exception:
+            log.exception("%s: failed on received data", self._label())
+            self.end(EndReason.CONNECTION_LOST, "internal error")
 
     def eof_received(self) -> bool:
         # Half-closed: the task still answers what came before (GStreamer's deleteStream),
         # then closes the socket.
-        self._end(_Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection"), drain=True)
+        self.end(EndReason.PUBLISHER_STOPPED, "peer closed the connection", drain=True)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         # What arrived before still counts (an FCUnpublish right before a reset); commands
         # in it that want to answer find the socket gone and end the connection there.
         if exc is None:
-            exc = _Stop(EndReason.PUBLISHER_STOPPED, "peer closed the connection")
-        self._end(exc, drain=True)
+            self.end(EndReason.PUBLISHER_STOPPED, "peer closed the connection", drain=True)
+        else:
+            self.end(EndReason.CONNECTION_LOST, f"connection lost: {exc}", drain=True)
         self._resume_writing_waiter()
 
     def pause_writing(self) -> None:
@@ -348,7 +347,7 @@ class RtmpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._resume_writing_waiter()
 
-    # -- reading --------------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------
 
     def _shake(self, data: bytes) -> bytes:
         """Feeds the handshake; returns the bytes after it once it is done, else b""."""
@@ -368,19 +367,23 @@ class RtmpConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         messages = self._chunks.feed(data)
-        self._received_at = time.time()
+        received_at = self._received_at = time.time()
         if self._busy:
             # A command is being handled (reading was paused, these bytes were on their
             # way): everything waits its turn behind it.
             self._backlog.extend(messages)
             self._unaccounted += len(data)
             return
-        self._now = self._loop.time()
+        now = self._now = self._loop.time()
+        publish = self._publish
         for index, message in enumerate(messages):
             type_id = message.type_id
-            if type_id in (VIDEO, AUDIO):
-                self._media(message)  # the hot path: no task, no coroutine per frame
-            elif type_id in (COMMAND_AMF0, COMMAND_AMF3):
+            if type_id in _MEDIA:
+                # The hot path: no task, no coroutine per frame. Media before an admitted
+                # publish is dropped, never buffered.
+                if publish is not None:
+                    publish.media(message, now, received_at)
+            elif type_id in _COMMANDS:
                 self._backlog.extend(messages[index:])
                 self._unaccounted += len(data)
                 self._hand_over()
@@ -398,77 +401,34 @@ class RtmpConnection(asyncio.Protocol):
             transport.pause_reading()
         self._wake()
 
-    async def _serve(self) -> None:
-        while True:
-            while self._backlog:
-                message = self._backlog.popleft()
-                self._now = self._loop.time()
-                if message.type_id in (COMMAND_AMF0, COMMAND_AMF3):
-                    await self._command(message)
-                else:
-                    self._dispatch(message)
-            if self._busy:
-                self._busy = False
-                unaccounted, self._unaccounted = self._unaccounted, 0
-                self._account(unaccounted)
-                transport = self._transport
-                if self._ended is None and transport is not None and not transport.is_closing():
-                    transport.resume_reading()
-                    self._arm_watchdog()
-            if self._ended is not None:
-                raise self._ended
-            self._wakeup = self._loop.create_future()
-            try:
-                await self._wakeup
-            finally:
-                self._wakeup = None
-
-    def _wake(self) -> None:
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-
-    def _end(self, error: Exception, *, drain: bool = False) -> None:
-        """Records why the connection ends (the first reason stands) and wakes the task.
-        With `drain`, the task first handles what was received before (an orderly close)."""
-        if self._ended is None:
-            self._ended = error
-        if not drain:
-            self._backlog.clear()
-        self._wake()
-
-    def _abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
-
     def _arm_watchdog(self) -> None:
         # One timer per connection, re-armed only when it fires, instead of a timeout per
         # read: reads are frequent, and a timer set and cancelled each time costs more.
-        if self._watchdog is None:
+        if self._watchdog is None and self._ending is None:
             self._check_deadline()
 
     def _check_deadline(self) -> None:
         self._watchdog = None
-        if self._ended is not None or self._busy:
+        if self._ending is not None or self._busy:
             return  # ending, or the task is handling a command and re-arms when done
         if self._handshake is not None:
             deadline = self._handshake_deadline
             expired = (EndReason.PROTOCOL_ERROR, "handshake not completed in time")
-        elif self._phase is _Phase.PUBLISHING:
-            deadline = self._last_media + self._limits.media_timeout
+        elif self._publish is not None:
+            deadline = self._publish.last_media + self._limits.media_timeout
             expired = (EndReason.NO_MEDIA, "no media received in time")
         else:
             deadline = self._publish_deadline
             expired = (EndReason.PROTOCOL_ERROR, "no publish within the time allowed")
         if self._loop.time() >= deadline:
-            self._end(_Stop(*expired))
-            self._abort()
+            self.end(*expired)
         else:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
 
     def _account(self, size: int) -> None:
         now = self._now
-        if self._phase is _Phase.PUBLISHING:
-            self._health.add_bytes(size, now)
+        if self._publish is not None:
+            self._publish.health.add_bytes(size, now)
         due = self._ack.update(self._chunks.bytes_received)
         if due is not None:
             self._send_control(Acknowledgement(due))
@@ -476,24 +436,49 @@ class RtmpConnection(asyncio.Protocol):
         if elapsed >= 2.0:
             rate = (self._chunks.chunks_parsed - self._budget_chunks) / elapsed
             if rate > self._limits.max_chunks_per_second:
-                raise _Stop(
+                raise Ending(
                     EndReason.PROTOCOL_ERROR, f"parse budget exceeded ({rate:.0f} chunks/s)"
                 )
             self._budget_start, self._budget_chunks = now, self._chunks.chunks_parsed
 
-    # -- messages -------------------------------------------------------------------------
+    def _batch_reads(self, health: StreamHealth | None = None) -> None:
+        """Asks the kernel to wake us only once ~`read_batch_seconds` of media is waiting
+        (SO_RCVLOWAT). Encoders write each 4 KiB chunk separately; waking for each costs
+        more CPU than parsing it. The delay this adds is bounded by that batch time, and
+        the watermark is never above what the stream sends in it, so a stream that slows
+        down is not held back (re-tuned at every heartbeat, left alone when the bitrate
+        moved less than an eighth; without ``health``, every byte wakes us again)."""
+        bitrate_kbps = health.bitrate_kbps if health is not None else 0.0
+        per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
+        watermark = max(1, min(per_batch, 64 * 1024))
+        current = self._watermark
+        if watermark == current or (watermark > 1 and abs(watermark - current) < current / 8):
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
+            return  # closed already (a connection ending), or not Linux
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once closed
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, watermark)
+            self._watermark = watermark
+
+    # -- messages ---------------------------------------------------------------------------
 
     def _dispatch(self, message: Message) -> None:
         """Any message but a command."""
         type_id = message.type_id
-        if type_id in (VIDEO, AUDIO):
-            self._media(message)
-        elif type_id in (DATA_AMF0, DATA_AMF3):
-            self._data(message)
+        if type_id in _MEDIA:
+            if self._publish is not None:
+                self._publish.media(message, self._now, self._received_at)
+        elif type_id in _DATA:
+            if self._publish is not None:
+                self._publish.metadata(message)
         elif type_id in CONTROL_TYPES:
             self._control(message)
         elif type_id == AGGREGATE:
-            for part in _split_aggregate(message):
+            for part in split_aggregate(message):
                 if part.type_id in (AUDIO, VIDEO, DATA_AMF0):
                     self._dispatch(part)
         elif type_id in SHARED_OBJECT_TYPES:
@@ -509,63 +494,62 @@ class RtmpConnection(asyncio.Protocol):
         elif isinstance(control, UserControl) and control.event == UserControlEvent.PING_REQUEST:
             self._send_control(UserControl(UserControlEvent.PING_RESPONSE, control.value))
 
+    # -- commands ---------------------------------------------------------------------------
+
     async def _command(self, message: Message) -> None:
         command = decode_command(message.payload, amf3=message.type_id == COMMAND_AMF3)
-        if self._phase is not _Phase.PUBLISHING:
+        if self._publish is None:
             self._commands_seen += 1
             if self._commands_seen > self._limits.max_commands_before_publish:
-                raise _Stop(EndReason.PROTOCOL_ERROR, "too many commands before publishing")
+                raise Ending(EndReason.PROTOCOL_ERROR, "too many commands before publishing")
         name, txn = command.name, command.transaction_id
+        stream_id = message.stream_id or MEDIA_STREAM_ID
         if name == "connect":
             await self._connect(txn, command.command_object)
             return
-        if self._phase is _Phase.CONNECTING:
-            raise _Stop(EndReason.PROTOCOL_ERROR, f"{name!r} before connect")
+        if self._app is None:
+            raise Ending(EndReason.PROTOCOL_ERROR, f"{name!r} before connect")
         if name == "createStream":
             self._streams_created += 1
             if self._streams_created > self._limits.max_streams_per_connection:
-                raise _Stop(EndReason.PROTOCOL_ERROR, "too many createStream calls")
+                raise Ending(EndReason.PROTOCOL_ERROR, "too many createStream calls")
             await self._send_command("_result", txn, None, float(MEDIA_STREAM_ID))
         elif name in ("releaseStream", "FCPublish"):
             # Answered so clients that track their calls (ffmpeg) see them complete; the
             # key they carry is not looked at until publish.
             await self._send_command("_result", txn, None, UNDEFINED)
         elif name == "publish":
-            await self._publish(txn, message.stream_id or MEDIA_STREAM_ID, command.args)
+            await self._start_publish(stream_id, command.args)
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
-            if self._phase is _Phase.PUBLISHING:
+            if self._publish is not None:
                 # The publish ends now; the connection stays until the client closes it
                 # (GStreamer sends deleteStream after FCUnpublish and fails if we hang up).
                 await self._end_publish(EndReason.PUBLISHER_STOPPED)
-                self._batch_reads(0)  # commands again: every byte wakes us
+                self._batch_reads()  # commands again: every byte wakes us
                 await self._on_status(
-                    message.stream_id or MEDIA_STREAM_ID,
-                    "status",
-                    "NetStream.Unpublish.Success",
-                    "Stream ended.",
+                    stream_id, "status", "NetStream.Unpublish.Success", "Stream ended."
                 )
                 self._publish_deadline = self._loop.time() + self._limits.publish_timeout
         elif name == "play":
             await self._on_status(
-                message.stream_id or MEDIA_STREAM_ID,
+                stream_id,
                 "error",
                 "NetStream.Play.Failed",
                 "golive does not play over RTMP: watch in the browser.",
             )
-            raise _Stop(EndReason.PROTOCOL_ERROR, "play requested")
+            raise Ending(EndReason.PROTOCOL_ERROR, "play requested")
         elif name == "_checkbw":
             await self._send_command("_result", txn, None, UNDEFINED)
         # Anything else (getStreamLength, custom calls) is ignored, as other servers do.
 
     async def _connect(self, txn: float, properties: AmfValue) -> None:
-        if self._phase is not _Phase.CONNECTING:
-            raise _Stop(EndReason.PROTOCOL_ERROR, "connect sent twice")
+        if self._app is not None:
+            raise Ending(EndReason.PROTOCOL_ERROR, "connect sent twice")
         if not isinstance(properties, dict):
-            raise _Stop(EndReason.PROTOCOL_ERROR, "connect without a command object")
+            raise Ending(EndReason.PROTOCOL_ERROR, "connect without a command object")
         app = properties.get("app")
         app = app.split("?", 1)[0].strip("/") if isinstance(app, str) else ""
-        encoding = properties.get("objectEncoding")
-        self._amf3_client = encoding == 3.0
+        self._amf3_client = properties.get("objectEncoding") == 3.0
         if app not in self._allowed_apps:
             await self._send_command(
                 "_error",
@@ -577,8 +561,7 @@ class RtmpConnection(asyncio.Protocol):
                     f"Unknown application {app[:64]!r}: publish to rtmp://<host>/live",
                 ),
             )
-            raise _Stop(EndReason.PROTOCOL_ERROR, "unknown application")
-        self._app = app
+            raise Ending(EndReason.PROTOCOL_ERROR, "unknown application")
         self._send_control(WindowAckSize(SERVER_WINDOW))
         self._send_control(SetPeerBandwidth(SERVER_WINDOW, LimitType.DYNAMIC))
         self._send_control(SetChunkSize(SERVER_CHUNK_SIZE))
@@ -597,11 +580,11 @@ class RtmpConnection(asyncio.Protocol):
                 "objectEncoding": 3.0 if self._amf3_client else 0.0,
             },
         )
-        self._phase = _Phase.CONNECTED
+        self._app = app
 
-    async def _publish(self, txn: float, stream_id: int, args: tuple[AmfValue, ...]) -> None:
-        if self._phase is _Phase.PUBLISHING:
-            raise _Stop(EndReason.PROTOCOL_ERROR, "publish sent twice")
+    async def _start_publish(self, stream_id: int, args: tuple[AmfValue, ...]) -> None:
+        if self._publish is not None:
+            raise Ending(EndReason.PROTOCOL_ERROR, "publish sent twice")
         key = args[0] if args and isinstance(args[0], str) else ""
         key = key.split("?", 1)[0]
         attempt = await self._throttle.begin(self.peer_ip, key)
@@ -615,8 +598,10 @@ class RtmpConnection(asyncio.Protocol):
                     retry_after=attempt.wait,
                 ),
             )
+        assert self._app is not None
         request = PublishRequest(app=self._app, key=key, peer_ip=self.peer_ip, node=self._node)
-        outcome = await self._admit(request)
+        limit = self._limits.admit_timeout
+        outcome = await admit(self._gatekeeper, request, limit, self._label())
         if (
             isinstance(outcome, Refusal)
             and outcome.takeover is not None
@@ -624,7 +609,7 @@ class RtmpConnection(asyncio.Protocol):
         ):
             # The channel's own key, and its publish here had gone silent: that publish
             # has just ended (into the reconnect grace), so this one now resumes it.
-            outcome = await self._admit(request)
+            outcome = await admit(self._gatekeeper, request, limit, self._label())
         if isinstance(outcome, Refusal) and outcome.counts_as_failed_key:
             delay = await self._throttle.failed(self.peer_ip, attempt)
             # Each wrong guess costs the guesser time, up to the limit.
@@ -635,247 +620,35 @@ class RtmpConnection(asyncio.Protocol):
         del key, request
         if isinstance(outcome, Refusal):
             await self._refuse(stream_id, outcome)
-        self.grant = outcome
-        self._sink = self._sink_factory(outcome)
-        self._last_media = self._loop.time()
-        self._phase = _Phase.PUBLISHING
+        label = f"rtmp {self.peer_ip} [{outcome.channel}]"
+        publish = self._publish = Publish(
+            outcome,
+            self._sink_factory(outcome),
+            self._gatekeeper,
+            heartbeat_interval=self._heartbeat_interval,
+            label=label,
+            on_force_stop=self._force_stop,
+            on_health=self._batch_reads,
+        )
         self._send_control(UserControl(UserControlEvent.STREAM_BEGIN, stream_id))
         await self._on_status(
-            stream_id,
-            "status",
-            "NetStream.Publish.Start",
-            f"{outcome.channel} is now live.",
+            stream_id, "status", "NetStream.Publish.Start", f"{outcome.channel} is now live."
         )
         await self._send_command(
             "onFCPublish", 0.0, None, _status("status", "NetStream.Publish.Start", outcome.channel)
         )
-        self._heartbeat_task = asyncio.ensure_future(self._heartbeats(outcome))
-        log.info("%s: publishing (session %d)", self._label(), outcome.session_id)
+        publish.start()
+        log.info("%s: publishing (session %d)", label, outcome.session_id)
 
-    async def _admit(self, request: PublishRequest) -> Grant | Refusal:
-        """The platform's answer, within `admit_timeout`. The peer's own deadline waits
-        meanwhile (the watchdog holds off while a command is in progress): a platform busy
-        deciding a thousand publishes at once is not the publisher's fault. An answer that
-        comes too late is released at once."""
-        limit = self._limits.admit_timeout
-        admission = asyncio.ensure_future(self._gatekeeper.admit(request))
-        try:
-            async with asyncio.timeout(limit):
-                return await asyncio.shield(admission)
-        except asyncio.CancelledError:
-            admission.add_done_callback(self._release_late_grant)  # the answer outlives us
-            raise
-        except TimeoutError:
-            admission.add_done_callback(self._release_late_grant)
-            log.warning("%s: no admission answer within %.0f s", self._label(), limit)
-            return Refusal(
-                RefusalCode.REJECTED, BUSY,
-                "golive could not check your stream key in time: try again in a minute.",
-                retry_after=60,
-            )
-
-    def _release_late_grant(self, admission: asyncio.Future[Grant | Refusal]) -> None:
-        if admission.cancelled() or admission.exception() is not None:
-            return
-        grant = admission.result()
-        if isinstance(grant, Grant):
-            release = self._gatekeeper.release(
-                grant, EndReason.CONNECTION_LOST, StreamDescription(), StreamHealth()
-            )
-            task = asyncio.ensure_future(release)
-            _LATE_RELEASES.add(task)
-            task.add_done_callback(_LATE_RELEASES.discard)
+    def _force_stop(self) -> None:
+        self.end(EndReason.FORCE_STOPPED, "stopped by the platform")
 
     async def _refuse(self, stream_id: int, refusal: Refusal) -> NoReturn:
+        """Tells the publisher why, then ends the connection (raises Ending)."""
         await self._on_status(stream_id, "error", refusal.code.value, refusal.description)
-        raise _Stop(EndReason.PROTOCOL_ERROR, f"publish refused: {refusal.reason}")
+        raise Ending(EndReason.PROTOCOL_ERROR, f"publish refused: {refusal.reason}")
 
-    def _data(self, message: Message) -> None:
-        values, _error = decode_data(message.payload, amf3=message.type_id == DATA_AMF3)
-        # @setDataFrame("onMetaData", {...}) from encoders, or onMetaData alone.
-        if values and values[0] == "@setDataFrame":
-            values = values[1:]
-        if len(values) >= 2 and values[0] == "onMetaData" and isinstance(values[1], dict):
-            metadata = values[1]
-            self._description = _merge_metadata(self._description, metadata)
-            if self._sink is not None:
-                self._sink.metadata(dict(metadata))
-
-    def _media(self, message: Message) -> None:
-        sink = self._sink
-        if self._phase is not _Phase.PUBLISHING or sink is None:
-            return  # media before an admitted publish is dropped, never buffered
-        now = self._now
-        self._last_media = now
-        received_at = self._received_at
-        payload = message.payload
-        # The fast path first: what OBS and FFmpeg send for nearly every frame.
-        if message.type_id == VIDEO:
-            coded = find_coded_video(payload)
-            if coded is not None:
-                codec, keyframe, composition = coded
-                self._health.video(message.timestamp, keyframe, now)
-                sink.media(
-                    MediaPacket(
-                        TrackKind.VIDEO,
-                        codec.value,
-                        message.timestamp,
-                        memoryview(payload)[LEGACY_VIDEO_HEADER_SIZE:],
-                        keyframe,
-                        False,
-                        composition,
-                        received_at,
-                    )
-                )
-                return
-        elif is_raw_aac(payload):
-            self._health.audio()
-            sink.media(
-                MediaPacket(
-                    TrackKind.AUDIO,
-                    _AAC,
-                    message.timestamp,
-                    memoryview(payload)[LEGACY_AAC_HEADER_SIZE:],
-                    False,
-                    False,
-                    0,
-                    received_at,
-                )
-            )
-            return
-        self._media_tag(message, sink, now, received_at)
-
-    def _media_tag(self, message: Message, sink: MediaSink, now: float, received_at: float) -> None:
-        """Any audio or video body, through the complete FLV parser."""
-        if message.type_id == VIDEO:
-            try:
-                tag = parse_video(message.payload)
-            except UnsupportedFeature:
-                self._skipped += 1  # a codec or packet type we do not take: skip, stay up
-                return
-            if tag.codec is None:
-                return  # command frames carry no media
-            # A multitrack tag carries its first track at the top level: that one is used.
-            if tag.packet_type is VideoPacketType.SEQUENCE_START:
-                self._video_config(tag.codec, tag.data)
-                sink.media(
-                    MediaPacket(
-                        TrackKind.VIDEO,
-                        tag.codec.value,
-                        message.timestamp,
-                        tag.data,
-                        sequence_header=True,
-                        received_at=received_at,
-                    )
-                )
-            elif tag.packet_type in (VideoPacketType.CODED_FRAMES, VideoPacketType.CODED_FRAMES_X):
-                keyframe = tag.is_keyframe
-                self._health.video(message.timestamp, keyframe, now)
-                sink.media(
-                    MediaPacket(
-                        TrackKind.VIDEO,
-                        tag.codec.value,
-                        message.timestamp,
-                        tag.data,
-                        keyframe=keyframe,
-                        composition_offset=tag.composition_time,
-                        received_at=received_at,
-                    )
-                )
-        else:
-            try:
-                audio = parse_audio(message.payload)
-            except UnsupportedFeature:
-                self._skipped += 1
-                return
-            if audio.packet_type is AudioPacketType.SEQUENCE_START:
-                self._audio_config(audio.codec, audio.data)
-                sequence_header = True
-            elif audio.packet_type is AudioPacketType.CODED_FRAMES:
-                self._health.audio()
-                sequence_header = False
-            else:
-                return
-            sink.media(
-                MediaPacket(
-                    TrackKind.AUDIO,
-                    audio.codec.value,
-                    message.timestamp,
-                    audio.data,
-                    sequence_header=sequence_header,
-                    received_at=received_at,
-                )
-            )
-
-    def _video_config(self, codec: VideoCodec, data: bytes | memoryview) -> None:
-        fourcc = _VIDEO_FOURCC.get(codec)
-        if fourcc is None:
-            self._description = _replace(self._description, video_codec=codec.value)
-            return
-        try:
-            config = parse_video_config(fourcc, data)
-        except CodecConfigError as error:
-            log.info("%s: unreadable %s sequence header: %s", self._label(), fourcc, error)
-            self._description = _replace(self._description, video_codec=fourcc)
-            return
-        self._description = _replace(
-            self._description,
-            video_codec=config.codec_string,
-            width=config.width or self._description.width,
-            height=config.height or self._description.height,
-            frame_rate=float(config.frame_rate)
-            if config.frame_rate
-            else self._description.frame_rate,
-        )
-
-    def _audio_config(self, codec: AudioCodec, data: bytes | memoryview) -> None:
-        fourcc = _AUDIO_FOURCC.get(codec)
-        try:
-            codec_string = parse_audio_config(fourcc, data).codec_string if fourcc else codec.value
-        except CodecConfigError:
-            codec_string = codec.value
-        self._description = _replace(self._description, audio_codec=codec_string)
-
-    def _described(self) -> StreamDescription:
-        measured = self._health.measured_frame_rate()
-        if measured is None:
-            return self._description
-        return _replace(self._description, frame_rate=measured)
-
-    async def _heartbeats(self, grant: Grant) -> None:
-        # The first beat comes soon, so the session row shows codec and resolution early.
-        await asyncio.sleep(min(1.0, self._heartbeat_interval))
-        while True:
-            health = self._health.snapshot(self._loop.time())
-            self._batch_reads(health.bitrate_kbps)
-            try:
-                keep = await self._gatekeeper.heartbeat(grant, self._described(), health)
-            except Exception:
-                log.exception("%s: heartbeat failed", self._label())
-                keep = True
-            if not keep:
-                self.stop(EndReason.FORCE_STOPPED)
-                return
-            await asyncio.sleep(self._heartbeat_interval)
-
-    def _batch_reads(self, bitrate_kbps: float) -> None:
-        """Asks the kernel to wake us only once ~`read_batch_seconds` of media is waiting
-        (SO_RCVLOWAT). Encoders write each 4 KiB chunk separately; waking for each costs
-        more CPU than parsing it. The delay this adds is bounded by that batch time, and
-        the watermark is never above what the stream sends in it, so a stream that slows
-        down is not held back (re-tuned at every heartbeat)."""
-        transport = self._transport
-        if transport is None or transport.is_closing() or not hasattr(socket, "SO_RCVLOWAT"):
-            return  # closed already (a connection ending), or not Linux
-        sock = transport.get_extra_info("socket")
-        if sock is None:
-            return
-        per_batch = int(bitrate_kbps * 1000 / 8 * self._limits.read_batch_seconds * 0.5)
-        watermark = max(1, min(per_batch, 64 * 1024))
-        with contextlib.suppress(OSError, ValueError):  # uvloop: ValueError once closed
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, watermark)
-
-    # -- writing --------------------------------------------------------------------------
+    # -- writing ----------------------------------------------------------------------------
 
     def _send_control(self, control: ControlMessage) -> None:
         transport = self._transport
@@ -894,7 +667,7 @@ class RtmpConnection(asyncio.Protocol):
     async def _write(self, message: Message) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
-            raise _Stop(EndReason.CONNECTION_LOST, "peer went away")
+            raise Ending(EndReason.CONNECTION_LOST, "peer went away")
         transport.write(self._out.encode(message))
         await self._drain()
 
@@ -907,7 +680,7 @@ class RtmpConnection(asyncio.Protocol):
             async with asyncio.timeout(self._limits.write_timeout):
                 await asyncio.shield(writable)
         except TimeoutError:
-            raise _Stop(EndReason.CONNECTION_LOST, "peer stopped reading") from None
+            raise Ending(EndReason.CONNECTION_LOST, "peer stopped reading") from None
 
     def _resume_writing_waiter(self) -> None:
         writable, self._writable = self._writable, None
@@ -917,53 +690,3 @@ class RtmpConnection(asyncio.Protocol):
 
 def _status(level: str, code: str, description: str) -> dict[str, AmfValue]:
     return {"level": level, "code": code, "description": description}
-
-
-def _replace(description: StreamDescription, **changes: object) -> StreamDescription:
-    return replace(description, **changes)  # type: ignore[arg-type]
-
-
-def _number(value: AmfValue) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _merge_metadata(
-    description: StreamDescription, metadata: dict[str, AmfValue]
-) -> StreamDescription:
-    """Fills what the sequence headers did not say from onMetaData (which may lie)."""
-    width, height, rate = (_number(metadata.get(k)) for k in ("width", "height", "framerate"))
-    return _replace(
-        description,
-        width=description.width or (int(width) if width and 0 < width < 65536 else None),
-        height=description.height or (int(height) if height and 0 < height < 65536 else None),
-        frame_rate=description.frame_rate or (rate if rate and 0 < rate < 1000 else None),
-    )
-
-
-def _split_aggregate(message: Message) -> list[Message]:
-    """The FLV tags inside an aggregate message, with timestamps rebased on its own."""
-    payload = message.payload
-    parts: list[Message] = []
-    offset, first_ts = 0, None
-    while offset + 11 <= len(payload):
-        tag_type = payload[offset]
-        size = int.from_bytes(payload[offset + 1 : offset + 4], "big")
-        ts = int.from_bytes(payload[offset + 4 : offset + 7], "big") | (payload[offset + 7] << 24)
-        end = offset + 11 + size
-        if end + 4 > len(payload):
-            raise ProtocolError("aggregate message: a tag runs past the end")
-        if first_ts is None:
-            first_ts = ts
-        parts.append(
-            Message(
-                message.csid,
-                tag_type,
-                message.stream_id,
-                message.timestamp + ts - first_ts,
-                payload[offset + 11 : end],
-            )
-        )
-        offset = end + 4
-    return parts

@@ -10,6 +10,7 @@ from typing import Protocol
 from ingest.gatekeeper import EndReason, Grant
 from ingest.sink import MediaPacket, SinkFactory
 from transcoder.cmaf.packager import Packager, PackagerOutput, PackagerSettings
+from transcoder.metadata import StreamMetadata
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,10 @@ class PackagerSink:
         self._grace = grace
         self.failed = False
 
-    def metadata(self, values: dict[str, object]) -> None:
+    def metadata(self, metadata: StreamMetadata) -> None:
         if self._packager is not None:
             try:
-                self._packager.metadata(values)
+                self._packager.metadata(metadata)
             except Exception:
                 self._fail("metadata")
 

@@ -97,7 +97,7 @@ class IngestServer:
         if refusal is not None:
             self.refused_connections += 1
             log.warning("refusing RTMP connection from %s: %s", ip, refusal)
-            connection.refuse()
+            connection.end(EndReason.CONNECTION_LOST, f"refused: {refusal}")
             return
         connection.set_no_delay()
         task = asyncio.ensure_future(self._serve(connection))
@@ -135,7 +135,7 @@ class IngestServer:
                 return False
         log.info("session %d: replacing its silent publish from %s", session_id,
                  connection.peer_ip)
-        connection.stop(EndReason.CONNECTION_LOST)
+        connection.end(EndReason.CONNECTION_LOST, "replaced by a reconnect of its stream")
         await asyncio.wait([task], timeout=self.config.limits.admit_timeout)
         return task.done()
 
@@ -150,7 +150,7 @@ class IngestServer:
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections.values()):
-            connection.stop(EndReason.SERVER_SHUTDOWN)
+            connection.end(EndReason.SERVER_SHUTDOWN, "server shutting down")
         tasks = list(self._connections)
         if tasks:
             await asyncio.wait(tasks, timeout=grace)

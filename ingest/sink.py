@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ingest.gatekeeper import EndReason, Grant
+from transcoder.metadata import StreamMetadata
 from transcoder.packets import MediaPacket, TrackKind
 
 __all__ = ["MediaPacket", "MediaSink", "NullSink", "RecordingSink", "SinkFactory", "TrackKind"]
@@ -15,7 +16,9 @@ class MediaSink(Protocol):
     """Receives one publish. Methods are called from the ingest's event loop and must
     not block: hand heavy work to a thread or another process."""
 
-    def metadata(self, values: dict[str, object]) -> None: ...
+    def metadata(self, metadata: StreamMetadata) -> None:
+        """The publisher's onMetaData, as `transcoder.metadata.read_metadata` reads it."""
+        ...
 
     def media(self, packet: MediaPacket) -> None: ...
 
@@ -29,7 +32,7 @@ class SinkFactory(Protocol):
 class NullSink:
     """Drops everything: the ingest runs with it until a packager is configured."""
 
-    def metadata(self, values: dict[str, object]) -> None:
+    def metadata(self, metadata: StreamMetadata) -> None:
         pass
 
     def media(self, packet: MediaPacket) -> None:
@@ -50,13 +53,13 @@ class RecordingSink:
     sequence_headers: list[MediaPacket] = field(default_factory=list)
     first_timestamp: int | None = None
     last_timestamp: int | None = None
-    metadata_values: list[dict[str, object]] = field(default_factory=list)
+    metadata_values: list[StreamMetadata] = field(default_factory=list)
     ended: EndReason | None = None
     keep_packets: bool = False
     packets: list[MediaPacket] = field(default_factory=list)
 
-    def metadata(self, values: dict[str, object]) -> None:
-        self.metadata_values.append(values)
+    def metadata(self, metadata: StreamMetadata) -> None:
+        self.metadata_values.append(metadata)
 
     def media(self, packet: MediaPacket) -> None:
         if packet.sequence_header:

@@ -12,7 +12,7 @@ class TrackKind(StrEnum):
     AUDIO = "audio"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MediaPacket:
     """One audio or video frame (or sequence header) as the publisher sent it.
 
@@ -23,6 +23,10 @@ class MediaPacket:
     length-prefixed NAL units or OBUs otherwise. It is a view of the message's bytes, not a
     copy: keep it only as long as needed, or copy it. ``received_at`` is the wall clock
     (Unix seconds) when the ingest read it, for program-date-time.
+
+    A value: nothing changes a packet once made. It is not a frozen dataclass because the
+    ingest makes one per frame, and a frozen dataclass's __init__ costs 3.5 times as much
+    (0.97 against 0.27 µs here, 8 fields).
     """
 
     kind: TrackKind

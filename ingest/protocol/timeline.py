@@ -33,14 +33,22 @@ class Timeline:
         if self._last32 < 0:
             extended = timestamp32
         else:
-            step = (timestamp32 - self._last32) & _MASK
-            if step >= _HALF:
-                step -= WRAP
-            extended = self._last + step
-            if extended < 0:
-                # A small step back from the first epoch has nowhere to go: the value
-                # is simply a late timestamp of epoch 0.
-                extended = timestamp32
+            extended = extend_after(self._last32, self._last, timestamp32)
         self._last32 = timestamp32
         self._last = extended
         return extended
+
+
+def extend_after(last32: int, last: int, timestamp32: int) -> int:
+    """Where ``timestamp32`` falls on a timeline whose last value was ``last32``, extended
+    to ``last`` (the rule of `Timeline`, for a reader that keeps those two itself). A step
+    forward of less than 2^31 is simply ``last + step``."""
+    step = (timestamp32 - last32) & _MASK
+    if step >= _HALF:
+        step -= WRAP
+    extended = last + step
+    if extended < 0:
+        # A small step back from the first epoch has nowhere to go: the value is simply
+        # a late timestamp of epoch 0.
+        extended = timestamp32 & _MASK
+    return extended

@@ -119,7 +119,7 @@ class PlatformIngest(IngestServer):
             try:
                 live = {c.grant.session_id: c for c in self.connections if c.grant is not None}
                 for session_id in await ended_among(live):
-                    live[session_id].stop(EndReason.FORCE_STOPPED)
+                    live[session_id].end(EndReason.FORCE_STOPPED, "force-stopped by the platform")
                 for session_id in await take_requests(self.config.node):
                     # Not awaited here: it may wait up to takeover_silence.
                     task = asyncio.ensure_future(self.take_over(session_id))

@@ -2,6 +2,7 @@
 admitted (the key is the channel), media goes to counting sinks.
 
     python -m tests.bench.ingest_process [--host H] [--port P] [--profile PATH]
+                                         [--read-batch-seconds S]
 
 Prints `{"port": N}` on one line once listening. At SIGTERM or SIGINT it stops the
 server (every publish still running is released) and prints one line
@@ -17,7 +18,9 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import replace
 
+from ingest.connection import ConnectionLimits
 from ingest.gatekeeper import EndReason, Grant, PublishRequest, StreamDescription
 from ingest.health import StreamHealth
 from ingest.runner import run
@@ -76,12 +79,18 @@ class AdmitEveryKey:
         }
 
 
-async def serve(host: str, port: int, heartbeat_interval: float) -> dict[str, object]:
+async def serve(
+    host: str, port: int, heartbeat_interval: float, read_batch_seconds: float | None = None
+) -> dict[str, object]:
     gatekeeper = AdmitEveryKey()
+    limits = ConnectionLimits()
+    if read_batch_seconds is not None:
+        limits = replace(limits, read_batch_seconds=read_batch_seconds)
     config = IngestConfig(
         node="bench",
         max_connections_per_ip=10_000,  # every publisher comes from 127.0.0.1
         heartbeat_interval=heartbeat_interval,
+        limits=limits,
     )
     server = IngestServer(gatekeeper, gatekeeper.open_sink, config)
     await server.start(host, port)
@@ -101,6 +110,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--heartbeat-interval", type=float, default=2.0)
     parser.add_argument("--plain-asyncio", action="store_true", help="not uvloop")
+    parser.add_argument(
+        "--read-batch-seconds", type=float, help="ConnectionLimits.read_batch_seconds"
+    )
     parser.add_argument("--profile", metavar="PATH", help="write cProfile stats of the run here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -108,7 +120,7 @@ def main(argv: list[str]) -> int:
     if profiler is not None:
         profiler.enable()
     report = (asyncio.run if args.plain_asyncio else run)(
-        serve(args.host, args.port, args.heartbeat_interval)
+        serve(args.host, args.port, args.heartbeat_interval, args.read_batch_seconds)
     )
     if profiler is not None:
         profiler.disable()

@@ -7,6 +7,7 @@ from ingest.gatekeeper import EndReason
 from ingest.sink import MediaPacket, MediaSink
 from tests.ingest.clients import RawPublisher
 from tests.transcoder.cmaf.media import Clip
+from transcoder.metadata import read_metadata
 
 
 def publish_start(client: RawPublisher, key: str) -> dict[str, object]:
@@ -22,7 +23,7 @@ def publish(
     sink: MediaSink, clip: Clip, reason: EndReason = EndReason.PUBLISHER_STOPPED
 ) -> None:
     """A clip through ``sink`` as the ingest would feed it, ending with ``reason``."""
-    sink.metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output module"})
+    sink.metadata(read_metadata({"width": 1280.0, "height": 720.0, "encoder": "obs-output"}))
     for header in clip.headers():
         sink.media(header)
     for frame in clip.frames:

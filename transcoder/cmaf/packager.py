@@ -47,7 +47,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -62,6 +61,7 @@ from transcoder.cmaf.fmp4 import (
     write_fragment,
     write_init,
 )
+from transcoder.metadata import StreamMetadata
 from transcoder.packets import MediaPacket, TrackKind
 from transcoder.timeline import Timeline
 
@@ -368,7 +368,7 @@ class Packager:
         self._settings = settings = settings or PackagerSettings()
         self._headers: dict[TrackKind, tuple[str, bytes]] = {}
         self._ignored_audio: str | None = None
-        self._metadata: dict[str, object] = {}
+        self._metadata = StreamMetadata()
         self._clocks = {TrackKind.VIDEO: Timeline(), TrackKind.AUDIO: Timeline()}
         self._gen: _Generation | None = None
         self._generations = 0
@@ -401,10 +401,11 @@ class Packager:
 
     # -- input --------------------------------------------------------------------------
 
-    def metadata(self, values: Mapping[str, object]) -> None:
-        """The publisher's onMetaData; width, height, frame rate and data rates fill in
-        what sequence headers leave unknown."""
-        self._metadata.update(values)
+    def metadata(self, metadata: StreamMetadata) -> None:
+        """The publisher's onMetaData (`transcoder.metadata.read_metadata`); a later one
+        adds to an earlier one. Width, height, frame rate and data rates fill in what
+        sequence headers leave unknown."""
+        self._metadata = self._metadata.updated(metadata)
 
     def push(self, packet: MediaPacket) -> None:
         """Take one packet. ``packet.data`` is copied if kept; the packet is not."""
@@ -617,7 +618,7 @@ class Packager:
             ):
                 video = old.video
             else:
-                size_hint = self._size_hint()
+                size_hint = self._metadata.size
                 fmt = video_format(_VIDEO_TRACK_ID, header[0], header[1], keyframe, size_hint)
                 video = _Track(fmt)
         if (header := self._headers.get(TrackKind.AUDIO)) is not None:
@@ -936,38 +937,16 @@ class Packager:
         video = next((f for f in formats if f.kind is TrackKind.VIDEO), None)
         frame_rate: float | None = None
         if video is not None:
-            if video.frame_rate:
-                frame_rate = float(video.frame_rate)
-            else:
-                frame_rate = _positive(self._metadata.get("framerate")) or _positive(
-                    self._metadata.get("videoframerate")
-                )
-        rates = [_positive(self._metadata.get(key)) for key in ("videodatarate", "audiodatarate")]
-        known = [rate for rate in rates if rate]
-        bandwidth = round(sum(known) * 1000) if known else None  # onMetaData says kbit/s
+            known = float(video.frame_rate) if video.frame_rate else None
+            frame_rate = known or self._metadata.frame_rate
         return InitInfo(
             generation=generation,
             codecs=",".join(f.codec_string for f in formats),
             width=video.width if video else None,
             height=video.height if video else None,
             frame_rate=frame_rate,
-            bandwidth_estimate=bandwidth,
+            bandwidth_estimate=self._metadata.bandwidth_estimate,
         )
-
-    def _size_hint(self) -> tuple[int, int] | None:
-        width = _positive(self._metadata.get("width"))
-        height = _positive(self._metadata.get("height"))
-        if width and height:
-            return round(width), round(height)
-        return None
-
-
-def _positive(value: object) -> float | None:
-    """A positive finite number from onMetaData (AMF numbers are floats), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) and number > 0 else None
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from tests.transcoder.cmaf.media import (
 )
 from transcoder.cmaf import Packager, PackagerError, PackagerSettings
 from transcoder.cmaf.boxes import find_box, get_box, iter_boxes
+from transcoder.metadata import StreamMetadata
 from transcoder.packets import MediaPacket, TrackKind
 
 PART_TARGET = PackagerSettings().part_target
@@ -338,7 +339,9 @@ def test_unsupported_video_codec_is_an_error_and_unsupported_audio_is_left_out(
 def test_metadata_fills_in_bandwidth_and_frame_rate(clip: Clip) -> None:
     output = Collector()
     packager = Packager(output)
-    packager.metadata({"videodatarate": 2500.0, "audiodatarate": 128.0, "framerate": 30.0})
+    packager.metadata(
+        StreamMetadata(frame_rate=30.0, video_data_rate=2500.0, audio_data_rate=128.0)
+    )
     feed(packager, clip.until(100))
     assert output.inits[0][0].bandwidth_estimate == 2_628_000
 
