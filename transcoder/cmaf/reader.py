@@ -122,15 +122,20 @@ def read_init(data: Buffer) -> Init:
 
 
 def read_media(
-    init: Init, data: Buffer, *, anchor: tuple[int, float] | None = None
+    init: Init,
+    data: Buffer,
+    *,
+    anchor: tuple[int, float] | None = None,
+    starts_at: float | None = None,
 ) -> Media:
     """The packets of one or more moof + mdat pairs (a part, or a whole segment).
 
     ``anchor`` is (a time in 90 kHz ticks, its wall clock in Unix seconds): each packet's
-    ``received_at`` is placed from it by media time; without it, ``received_at`` is 0.
-    Raises ReadError."""
+    ``received_at`` is placed from it by media time. ``starts_at`` is the wall clock at
+    this media's own start instead (a segment's first part and its program-date-time).
+    Without either, ``received_at`` is 0. Raises ReadError."""
     try:
-        return _read_media(init, data, anchor)
+        return _read_media(init, data, anchor, starts_at)
     except (BoxError, struct.error, IndexError) as error:
         raise ReadError(f"unreadable fragment: {error}") from error
 
@@ -258,7 +263,9 @@ class _Run:
     samples: list[bytes]
 
 
-def _read_media(init: Init, data: Buffer, anchor: tuple[int, float] | None) -> Media:
+def _read_media(
+    init: Init, data: Buffer, anchor: tuple[int, float] | None, starts_at: float | None
+) -> Media:
     runs: list[_Run] = []
     boxes = [b for b in iter_boxes(data) if b.kind in ("moof", "mdat")]
     if not boxes:
@@ -286,6 +293,8 @@ def _read_media(init: Init, data: Buffer, anchor: tuple[int, float] | None) -> M
     start = first.base * VIDEO_TIMESCALE // timescale
     end = (last.base + sum(last.durations)) * VIDEO_TIMESCALE // timescale
     independent = first.track.kind is not TrackKind.VIDEO or not first.flags[0] & _NON_SYNC
+    if starts_at is not None:
+        anchor = (start, starts_at)
 
     timed: list[tuple[int, int, MediaPacket]] = []
     for order, run in enumerate(runs):
