@@ -353,6 +353,14 @@ _ERRORS: dict[str, type[Exception]] = {
 }
 
 
+def lease_key(prefix: str, stream: str, holder: str) -> str:
+    """The key of a lease on a stream's writes (``holder`` names who takes it, e.g.
+    "transcoder"), in the stream's cluster slot, so a fenced write checks it in the same
+    script (`RedisLiveIndex.fenced`). ``prefix`` is the index's."""
+    check_names(stream, holder)
+    return f"{prefix}:{{{stream}}}:lease:{holder}"
+
+
 def _raise_as_index_error(error: ResponseError) -> None:
     code, _, message = str(error).partition(" ")
     kind = _ERRORS.get(code)
@@ -523,11 +531,7 @@ class RedisLiveIndex:
         return f"{self.prefix}:{{{stream}}}:{rendition}:ev".encode()
 
     def lease_key(self, stream: str, holder: str) -> str:
-        """The key of a lease on the stream's writes (``holder`` names who takes it, e.g.
-        "transcoder"), in the stream's cluster slot, so a fenced write checks it in the
-        same script (`fenced`)."""
-        check_names(stream, holder)
-        return f"{self.prefix}:{{{stream}}}:lease:{holder}"
+        return lease_key(self.prefix, stream, holder)
 
     def fenced(self, stream: str, holder: str, token: str) -> FencedLiveIndex:
         """This index for a writer holding the lease ``lease_key(stream, holder)`` with
