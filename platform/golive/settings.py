@@ -148,6 +148,11 @@ CELERY_TASK_TIME_LIMIT = 90
 # never holds a session back from an idle one.
 CELERY_TASK_ROUTES = {"delivery.transcode_session": {"queue": "transcode"}}
 CELERY_WORKER_DISABLE_PREFETCH = True
+# The broker's keys live under golive's Redis prefix (GOLIVE_REDIS_PREFIX, below), so
+# installations (and test runs) sharing one Redis keep their queues apart.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{env('GOLIVE_REDIS_PREFIX', 'golive')}:celery:"
+}
 # Celery beat (cluster mode), the one schedule of periodic work.
 CELERY_BEAT_SCHEDULE = {
     # Recordings past retention; `manage.py up` runs the same hourly in-process.
