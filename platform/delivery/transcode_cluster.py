@@ -108,12 +108,19 @@ def _client() -> redis.Redis:
 # Supervision (Celery beat, every second)
 
 
-def supervise_transcodes() -> int:
+def supervise_transcodes(ask: Callable[[int], object] | None = None) -> int:
     """Asks a worker for every live transcoded broadcast whose session lease is not held
-    (never started, or its worker died). Idempotent; returns how many were asked for."""
+    (never started, or its worker died): ``ask(session_id)``, by default a
+    `delivery.transcode_session` task on the transcode queue. Idempotent (a start mark
+    holds each ask for START_MARK_SECONDS or until the session starts); returns how many
+    were asked for."""
     from streams.models import LiveSession
 
-    from .transcode_tasks import transcode_session
+    if ask is None:
+        from .transcode_tasks import transcode_session
+
+        def ask(session_id: int) -> object:
+            return transcode_session.apply_async((session_id,), expires=START_MARK_SECONDS)
 
     ids = list(
         LiveSession.objects.filter(ended_at__isnull=True, transcoded=True)
@@ -131,7 +138,7 @@ def supervise_transcodes() -> int:
         if is_held or not client.set(_start_mark_key(session_id), "1", nx=True,
                                      ex=START_MARK_SECONDS):
             continue
-        transcode_session.apply_async((session_id,), expires=START_MARK_SECONDS)
+        ask(session_id)
         asked += 1
     if asked:
         log.info("asked for %d transcode session(s)", asked)
