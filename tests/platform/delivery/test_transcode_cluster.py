@@ -40,6 +40,7 @@ from tests.deploy.stack import REDIS, ROOT, Stack, empty_stack
 from tests.deploy.test_edge import needs_stack
 from tests.platform.delivery.browser import CHROMIUM_FLAGS
 from transcoder.lease import token_pid
+from transcoder.live_index import RenditionWindow
 from transcoder.live_index.redis_index import RedisLiveIndex, lease_key
 from transcoder.renditions import SOURCE
 
@@ -141,7 +142,7 @@ def test_a_killed_transcode_worker_costs_each_rung_one_segment_at_most(tmp_path:
                      "-n", "tasks@%h", "--loglevel", "INFO")
         start_celery(stack, "beat", "beat", "--loglevel", "INFO",
                      "-s", str(tmp_path / "celerybeat-schedule"), "--pidfile=")
-        stack.publish(sample_480p(tmp_path / "sample.flv"))
+        publisher = publish(stack, sample_480p(tmp_path / "sample.flv"))
         base = f"http://127.0.0.1:{origin}"
         stack.wait_live(base, timeout=60)
         master = _get(stack.master(base))
@@ -242,6 +243,45 @@ def test_a_killed_transcode_worker_costs_each_rung_one_segment_at_most(tmp_path:
         assert {height for _, _, height in last} == {360}
         print(f"the player's longest stall: {_longest_stall(samples):.2f} s, holes skipped "
               f"{skipped}")
+
+        # The publish ends: the source's end waits for the session to finish its rungs,
+        # which end with the source's last segment; each rung's VOD lists every segment
+        # its two sessions stored.
+        publisher.terminate()
+        publisher.wait(10)
+        ended = asyncio.run(_ended_windows(prefix, stream, (SOURCE, *RUNGS)))
+        source_last = ended[SOURCE].segments[-1].msn
+        for rung in RUNGS:
+            assert ended[rung].segments[-1].msn == source_last, (rung, logs)
+            vod = tmp_path / "media" / "hls" / "live" / session.group(1) / rung / "vod.m3u8"
+            listed = re.findall(r"seg-(\d+)\.m4s", vod.read_text())
+            assert [int(n) for n in listed] == [
+                n for n in range(int(listed[0]), source_last + 1) if n != cut_short], listed
+
+
+def publish(stack: Stack, sample: Path) -> subprocess.Popen[bytes]:
+    """ffmpeg sending the sample in a loop, in real time (as Stack.publish, ours to stop)."""
+    command = [shutil.which("ffmpeg") or "ffmpeg", *QUIET, "-re", "-stream_loop", "-1"]
+    command += ["-i", str(sample), "-c", "copy", "-f", "flv"]
+    command += [f"rtmp://127.0.0.1:{stack.rtmp_port}/live/{stack.key}"]
+    with (stack.workdir / "publisher.log").open("ab") as log:
+        return stack.processes.start(command, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=log)
+
+
+async def _ended_windows(
+    prefix: str, stream: str, renditions: tuple[str, ...], within: float = 30
+) -> dict[str, RenditionWindow]:
+    index = RedisLiveIndex.from_url(REDIS, prefix=prefix)
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                windows = {r: await index.snapshot(stream, r) for r in renditions}
+                if all(w is not None and w.ended for w in windows.values()):
+                    return {r: w for r, w in windows.items() if w is not None}
+                await index.wait_for_part(stream, SOURCE, 1 << 30, 0, 1.0)
+    finally:
+        await index.aclose()
 
 
 def _kill_the_holder(
