@@ -165,6 +165,40 @@
     qualityBox.hidden = levels.length < 2; // a menu with one choice is no choice
   }
 
+  // A hole in the buffer that playback is stuck at: hls.js jumps small holes and gap
+  // segments it has not started, but not the rest of a segment whose first parts it
+  // already played when that segment then became a gap (EXT-X-GAP: a transcoder
+  // restarted mid-segment). Stalled for a second at the end of a buffered range with
+  // media buffered further on, the playhead moves on to that media.
+  const HOLE_STALL_MS = 1000;
+  let holeCheckedTime = -1;
+  let stuckSince = 0;
+  setInterval(function () {
+    const now = performance.now();
+    // Not bailing out while seeking: hls.js's own nudge past the end of the buffer leaves
+    // the element seeking into the hole for good.
+    if (!player.hls || video.paused || video.currentTime !== holeCheckedTime) {
+      holeCheckedTime = video.currentTime;
+      stuckSince = now;
+      return;
+    }
+    if (now - stuckSince < HOLE_STALL_MS) return;
+    const at = video.currentTime;
+    const ranges = video.buffered;
+    for (let i = 0; i < ranges.length; i++) {
+      if (ranges.start(i) <= at && ranges.end(i) - at > 0.2) return; // media ahead: no hole
+    }
+    for (let i = 0; i < ranges.length; i++) {
+      const start = ranges.start(i);
+      if (start > at && start - at < 10) {
+        player.holesSkipped = (player.holesSkipped || 0) + 1;
+        video.currentTime = start + 0.05;
+        stuckSince = now;
+        return;
+      }
+    }
+  }, 250);
+
   quality.addEventListener("change", function () {
     if (player.hls) player.hls.currentLevel = Number(quality.value);
   });

@@ -177,13 +177,16 @@ class TranscodeSession:
 
     # -- the ingest's side (never blocks) -----------------------------------------------
 
-    def media(self, packet: MediaPacket) -> None:
+    def media(self, packet: MediaPacket, start: bool | None = None) -> None:
         """One packet of the publish, as the source's packager got it. Its data is copied
-        (the ingest may reuse the buffer)."""
+        (the ingest may reuse the buffer). ``start`` says whether it starts a source
+        segment, when the caller knows (it read the source's parts); else the packager's
+        cutting rule decides."""
         if self._ending:
             return
         self.packets_in += 1
-        start = self._starts(packet)
+        rule = self._starts(packet)
+        start = rule if start is None else start
         video = packet.kind is TrackKind.VIDEO and not packet.sequence_header
         if video and self._skipping_video:
             if not packet.keyframe:
@@ -218,6 +221,12 @@ class TranscodeSession:
         # thread rather than in the caller's (an event loop).
         threading.Thread(target=self._inbox.put, args=((_END, None, False),),
                          name=f"transcode-{self.name}-end", daemon=True).start()
+
+    @property
+    def backlog(self) -> int:
+        """Items waiting in the inbox: a caller that can wait (one reading the source from
+        the live index) keeps this low instead of letting the inbox drop."""
+        return self._inbox.qsize()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the session's thread; whether it has finished."""

@@ -7,6 +7,12 @@ from celery import shared_task
 
 from .retention import expire_recordings
 
+# The cluster's transcode session tasks live beside their logic; imported here, where
+# Celery's autodiscovery looks, so every worker knows them.
+from .transcode_tasks import supervise_transcodes_task, transcode_session
+
+__all__ = ["expire_recordings_task", "supervise_transcodes_task", "transcode_session"]
+
 
 @shared_task(name="delivery.expire_recordings")
 def expire_recordings_task() -> dict[str, int]:

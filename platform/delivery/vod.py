@@ -94,15 +94,18 @@ def finalise_recordings(session_ids: Iterable[int], *, store: SegmentStore | Non
 
 
 def rebuild_vod(
-    store: SegmentStore, session_id: int, started_at: float, rendition: str = SOURCE
+    store: SegmentStore, session_id: int, started_at: float, rendition: str = SOURCE,
+    *, replace: bool = False,
 ) -> str | None:
     """Writes the VOD playlist of one rendition from its stored ``seg-<msn>.m4s`` objects
     (durations read from the media itself) and returns its path; None when nothing of it
-    was stored. An existing playlist (the delivery finished after all) is kept. Dates are
-    ``started_at`` (Unix s) plus media time: the ingest's wall clock died with it."""
+    was stored. An existing playlist (the delivery finished after all) is kept, unless
+    ``replace`` (it lists only part of what was stored: a restarted transcode session's).
+    Dates are ``started_at`` (Unix s) plus media time: the ingest's wall clock died with
+    it."""
     folder = store_path(session_id, rendition, "").rstrip("/")
     names = store.listdir(folder)
-    if VOD_NAME in names:
+    if VOD_NAME in names and not replace:
         return f"{folder}/{VOD_NAME}"
     msns = sorted(int(m.group(1)) for n in names if (m := _SEGMENT.fullmatch(n)))
     inits = sorted(int(m.group(1)) for n in names if (m := _INIT.fullmatch(n)))

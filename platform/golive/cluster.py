@@ -1,7 +1,8 @@
 """The cluster's process list for one machine, rendered: N origin processes, N ingest
-nodes, N Celery workers (the transcode queue and periodic tasks), Celery beat and the
-Varnish edge in front of the origins. `manage.py cluster` writes it and runs it with
-honcho; `deploy/Procfile` is the default rendering (checked by a test)."""
+nodes, N transcode workers (the `transcode` queue: S sessions each), one Celery worker
+for periodic tasks, Celery beat and the Varnish edge in front of the origins.
+`manage.py cluster` writes it and runs it with honcho; `deploy/Procfile` is the default
+rendering (checked by a test)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ class Topology:
     origins: int = 2
     ingests: int = 1
     workers: int = 1
+    # Transcode sessions per worker (one process each). A 1080p30 ladder takes ~0.7 of a
+    # core: two on a 2-core machine keep a fifth of it free.
+    sessions: int = 2
     edge: bool = True
     http: tuple[str, int] = ("127.0.0.1", 8000)  # the edge (viewers and pages)
     origin_port: int = 8001  # the first origin's; the others follow
@@ -38,9 +42,10 @@ def render_procfile(topology: Topology, *, root: str, python: str, run_dir: str)
     lines = [
         "# golive's cluster on one machine, no containers: `python manage.py cluster` writes",
         "# and runs this list (honcho); PostgreSQL, Redis and S3 come from the environment.",
-        "# Processes run from the checkout with PYTHONPATH=platform. The worker serves the",
-        "# transcode queue, which has no tasks until the transcoder lands; it runs beat's",
-        "# periodic tasks meanwhile.",
+        "# Processes run from the checkout with PYTHONPATH=platform. Each transcode worker",
+        "# runs --concurrency transcode sessions (one process, one broadcast's ladder each);",
+        "# `tasks` runs beat's periodic tasks (session supervision every second, retention,",
+        "# payouts), which must never wait behind a session.",
     ]
     for number, port in enumerate(topology.origin_ports, 1):
         lines.append(
@@ -54,9 +59,13 @@ def render_procfile(topology: Topology, *, root: str, python: str, run_dir: str)
         )
     for number in range(1, topology.workers + 1):
         lines.append(
-            f"worker{number}: {py} -m celery -A golive worker -Q transcode,celery"
-            f" --concurrency 1 -n worker{number}@%h --loglevel WARNING"
+            f"transcode{number}: {py} -m celery -A golive worker -Q transcode"
+            f" --concurrency {topology.sessions} -n transcode{number}@%h --loglevel WARNING"
         )
+    lines.append(
+        f"tasks: {py} -m celery -A golive worker -Q celery --concurrency 1 -n tasks@%h"
+        " --loglevel WARNING"
+    )
     lines.append(
         f"beat: {py} -m celery -A golive beat --loglevel WARNING"
         f" -s {run_dir}/celerybeat-schedule --pidfile="

@@ -149,10 +149,30 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
+# Transcode sessions have a queue of their own, served by the transcode workers
+# (`celery -A golive worker -Q transcode`), one session per worker process. A session's
+# task runs as long as its broadcast and is acked when it starts (delivery.transcode_tasks);
+# a worker reserves no task it has no free process for (Redis brokers), so a busy worker
+# never holds a session back from an idle one.
+CELERY_TASK_ROUTES = {"delivery.transcode_session": {"queue": "transcode"}}
+CELERY_WORKER_DISABLE_PREFETCH = True
+# The broker's keys live under golive's Redis prefix (GOLIVE_REDIS_PREFIX, below), so
+# installations (and test runs) sharing one Redis keep their queues apart.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{env('GOLIVE_REDIS_PREFIX', 'golive')}:celery:"
+}
 # Celery beat (cluster mode), the one schedule of periodic work.
 CELERY_BEAT_SCHEDULE = {
     # Recordings past retention; `manage.py up` runs the same hourly in-process.
     "expire-recordings": {"task": "delivery.expire_recordings", "schedule": 3600.0},
+    # Transcode sessions: each live transcoded broadcast whose session lease is not held
+    # (new, upgraded, or its worker died) is given a worker. A check not run within 2 s is
+    # dropped: the next one does the same.
+    "supervise-transcodes": {
+        "task": "delivery.supervise_transcodes",
+        "schedule": 1.0,
+        "options": {"expires": 2.0},
+    },
     # Deals: last month's draft payouts, computed early on the 1st (UTC), await approval.
     "close-deal-payouts": {
         "task": "deals.close_payout_period",
@@ -309,6 +329,10 @@ GOLIVE_TRANSCODE_LADDER = env_ladder("GOLIVE_TRANSCODE_LADDER")
 GOLIVE_TRANSCODE_SESSIONS = env_int(
     "GOLIVE_TRANSCODE_SESSIONS", GOLIVE_DEFAULT_MAX_TRANSCODES, minimum=0
 )
+# Cluster mode: a transcode session's lease (Redis) lasts this long unless its worker
+# renews it (every second). A worker that dies loses its sessions this long after, and
+# they start again on another worker within a second or two more.
+GOLIVE_TRANSCODE_LEASE_TTL = env_float("GOLIVE_TRANSCODE_LEASE_TTL", 3.0, minimum=1.5)
 # Payouts below these amounts may be approved and marked paid by one admin alone, e.g.
 # "USD 250.00, EUR 200.00". Empty (the default): every payout needs two admins.
 GOLIVE_SINGLE_APPROVER_BELOW = env("GOLIVE_SINGLE_APPROVER_BELOW")

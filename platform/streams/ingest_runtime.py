@@ -186,7 +186,9 @@ def build_ingest_server(
 
     With ``transcode`` (the embedded mode), a publish that holds a transcode slot also
     gets its ladder (GOLIVE_TRANSCODE_LADDER) from an in-process pool of at most
-    GOLIVE_TRANSCODE_SESSIONS sessions (`delivery.transcoding`)."""
+    GOLIVE_TRANSCODE_SESSIONS sessions (`delivery.transcoding`). Without it, in a cluster
+    (Redis), transcode workers make the ladder from the live index, and the source's end
+    waits for theirs (`delivery.transcode_cluster.HandoffOutput`)."""
     gatekeeper = PlatformGatekeeper()
     grace = None
     delivering = sink_factory is None
@@ -211,6 +213,10 @@ def build_ingest_server(
             sink_factory = packager_sink_factory(
                 pool.output_for, packaging, grace=grace, tap=pool.tap_for
             )
+        elif settings.REDIS_URL:
+            from delivery.transcode_cluster import make_handoff_output
+
+            sink_factory = packager_sink_factory(make_handoff_output, packaging, grace=grace)
         else:
             sink_factory = packager_sink_factory(make_delivery_output, packaging, grace=grace)
     server = PlatformIngest(

@@ -3,7 +3,7 @@ engine against the ffmpeg CLI making the same ladder from the same input with th
 encoder settings; per-rung latency when fed in real time; how many ladders fit.
 
     python -m tests.bench transcode [--seconds 20] [--runs 3] [--preset veryfast]
-                                    [--realtime 10] [--no-ffmpeg]
+                                    [--realtime 10] [--lag 16] [--no-ffmpeg]
 
 The source (testsrc2 + sine, x264 veryfast ~6 Mb/s, 2 s GOP, 2 B-frames, AAC, in FLV) is
 generated once with the ffmpeg CLI into a temporary directory and demuxed into
@@ -24,6 +24,11 @@ generated once with the ffmpeg CLI into a temporary directory and demuxed into
   ``--realtime`` seconds; per rung, the time from a frame's push to its encoded packet
   (p50/p95/max) and frames shed; before it the source decoder alone, fed the same way,
   which is the floor B-frames put under every rung (a frame waits for later packets).
+- Rung lag (``--lag`` seconds, `tests.bench.transcode_lag`): the source packaged into a
+  live index in real time and the ladder made from it, embedded (the session fed the
+  packets and cuts) and as a cluster worker does (the session reading the source's parts
+  from the index; Redis when REDIS_URL is set); per rung, the time from the source's part
+  N in the index to the rung's part N (aim: p95 <= one part target + 300 ms).
 
 It prints numbers and asserts nothing about them; the temporary directory is removed.
 """
@@ -229,6 +234,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per side (median kept)")
     parser.add_argument("--preset", default="veryfast", help="x264 preset, both sides")
     parser.add_argument("--realtime", type=float, default=10, help="real-time run (s), 0: none")
+    parser.add_argument("--lag", type=float, default=16, help="rung lag run (s), 0: none")
     parser.add_argument("--no-ffmpeg", action="store_true", help="measure golive alone")
     args = parser.parse_args(argv)
 
@@ -273,7 +279,25 @@ def main(argv: list[str]) -> int:
                 clip, rungs, args.preset, args.realtime
             ).items():
                 print(line(name, "push -> rung packet", values) + f"  shed {dropped} frames")
+
+        if args.lag > 0:
+            report_lag(clip, rungs, args.preset, args.lag)
     return 0
+
+
+def report_lag(clip: Clip, rungs: Sequence[Rung], preset: str, seconds: float) -> None:
+    from tests.bench.transcode_lag import measure_lag
+    from transcoder.cmaf.packager import PART_TARGET
+
+    aim = PART_TARGET + 0.3
+    redis_url = os.environ.get("REDIS_URL") or None
+    for cluster, label in ((False, "embedded"), (True, "cluster worker, " + (
+            "Redis index" if redis_url else "memory index"))):
+        print(f"rung lag, part N in the index after the source's part N ({label}, "
+              f"{seconds:.0f} s; aim p95 <= {aim * 1000:.0f} ms):", flush=True)
+        lags = measure_lag(clip, rungs, preset, seconds, cluster=cluster, redis_url=redis_url)
+        for name, values in sorted(lags.items(), key=lambda item: -len(item[0])):
+            print(line(name, "lag", values) + f"  ({len(values)} parts)")
 
 
 def report(name: str, runs: Sequence[Run], media_seconds: float) -> None:

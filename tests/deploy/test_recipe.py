@@ -20,7 +20,7 @@ from tests.support.services import create_bucket
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
-GOLIVE_SERVICES = {"origin-1", "origin-2", "ingest-1", "worker", "beat", "migrate"}
+GOLIVE_SERVICES = {"origin-1", "origin-2", "ingest-1", "transcode", "tasks", "beat", "migrate"}
 
 
 def example_env() -> dict[str, str]:
@@ -174,8 +174,12 @@ def test_the_cluster_command_prints_the_process_list_it_would_run(capsys) -> Non
     from django.core.management import call_command
 
     call_command("cluster", "--print", "--origins", "3", "--ingest", "2", "--workers", "2",
-                 "--python", "python", "--rtmp", "0.0.0.0:1940")
-    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()
+                 "--sessions", "3", "--python", "python", "--rtmp", "0.0.0.0:1940")
+    lines = [line for line in capsys.readouterr().out.splitlines()
              if line and not line.startswith("#")]
-    assert names == ["origin1", "origin2", "origin3", "ingest1", "ingest2", "worker1",
-                     "worker2", "beat", "edge"]
+    names = [line.split(":")[0] for line in lines]
+    assert names == ["origin1", "origin2", "origin3", "ingest1", "ingest2", "transcode1",
+                     "transcode2", "tasks", "beat", "edge"]
+    transcode = lines[names.index("transcode1")]
+    assert "-Q transcode --concurrency 3" in transcode
+    assert "-Q celery " in lines[names.index("tasks")]

@@ -14,6 +14,7 @@ from transcoder.live_index.memory import MemoryLiveIndex
 from transcoder.live_index.model import (
     DEFAULT_TTL_SECONDS,
     DEFAULT_WINDOW_SECONDS,
+    FencedError,
     LiveIndex,
     LiveIndexError,
     OrderError,
@@ -28,6 +29,7 @@ from transcoder.live_index.model import (
 __all__ = [
     "DEFAULT_TTL_SECONDS",
     "DEFAULT_WINDOW_SECONDS",
+    "FencedError",
     "LiveIndex",
     "LiveIndexError",
     "MemoryLiveIndex",

@@ -45,6 +45,11 @@ class UnknownRenditionError(LiveIndexError, LookupError):
     """A write to a rendition that has no init segment yet (call `set_init` first)."""
 
 
+class FencedError(LiveIndexError):
+    """A fenced write (a writer holding a lease, see `RedisLiveIndex.fenced`) whose lease
+    has lapsed or passed to another writer: it must stop writing."""
+
+
 class StreamEndedError(LiveIndexError):
     """New media for a stream that has ended. An ended playlist never changes again,
     except that segments already listed may still get their durable URL."""

@@ -54,6 +54,8 @@ from transcoder.live_index.model import (
     DEFAULT_WINDOW_SECONDS,
     MAX_SEGMENT_PARTS,
     WHOLE_SEGMENT,
+    FencedError,
+    LiveIndexError,
     OrderError,
     PartRef,
     Position,
@@ -334,11 +336,29 @@ for i = 1, #chunks do if not chunks[i] then return false end end
 return chunks
 """
 
+# A fenced write (`FencedLiveIndex`): KEYS[6] is the writer's lease, the last ARGV its
+# token. Checked before anything is written, in the same script, so a writer whose lease
+# lapsed cannot write once it is gone or another holds it, however long it was paused.
+_FENCE = """
+if redis.call('GET', KEYS[6]) ~= ARGV[#ARGV] then
+  return redis.error_reply('FENCED the lease ' .. KEYS[6] .. ' is not held by this writer')
+end
+"""
+
 _ERRORS: dict[str, type[Exception]] = {
     "ORDER": OrderError,
     "NOINIT": UnknownRenditionError,
     "ENDED": StreamEndedError,
+    "FENCED": FencedError,
 }
+
+
+def lease_key(prefix: str, stream: str, holder: str) -> str:
+    """The key of a lease on a stream's writes (``holder`` names who takes it, e.g.
+    "transcoder"), in the stream's cluster slot, so a fenced write checks it in the same
+    script (`RedisLiveIndex.fenced`). ``prefix`` is the index's."""
+    check_names(stream, holder)
+    return f"{prefix}:{{{stream}}}:lease:{holder}"
 
 
 def _raise_as_index_error(error: ResponseError) -> None:
@@ -470,6 +490,13 @@ class RedisLiveIndex:
         self._remove = client.register_script(_REMOVE)
         self._get_init = client.register_script(_GET_INIT)
         self._get_segment = client.register_script(_GET_SEGMENT)
+        # The same writes, fenced by a lease (`fenced`).
+        self._fenced_scripts = {
+            id(script): client.register_script(text.replace(_PRELUDE, _PRELUDE + _FENCE, 1))
+            for script, text in ((self._set_init, _SET_INIT), (self._add_part, _ADD_PART),
+                                 (self._complete, _COMPLETE), (self._mark_stored, _MARK_STORED),
+                                 (self._describe, _DESCRIBE))
+        }
         self._watches: dict[bytes, _Watch] = {}
         self._part_flights: dict[tuple[str, str, int, int], asyncio.Task[bytes | None]] = {}
         self._control = f"{prefix}:ctl:{uuid.uuid4().hex}".encode()
@@ -503,11 +530,28 @@ class RedisLiveIndex:
     def _channel(self, stream: str, rendition: str) -> bytes:
         return f"{self.prefix}:{{{stream}}}:{rendition}:ev".encode()
 
-    async def _write(self, script: Any, stream: str, rendition: str, *args: bytes | str) -> int:
+    def lease_key(self, stream: str, holder: str) -> str:
+        return lease_key(self.prefix, stream, holder)
+
+    def fenced(self, stream: str, holder: str, token: str) -> FencedLiveIndex:
+        """This index for a writer holding the lease ``lease_key(stream, holder)`` with
+        ``token``: its writes to ``stream`` are refused (FencedError) as soon as the lease
+        holds anything else. Reads are this index's."""
+        return FencedLiveIndex(self, stream, self.lease_key(stream, holder), token)
+
+    async def _write(
+        self, script: Any, stream: str, rendition: str, *args: bytes | str,
+        fence: tuple[str, str] | None = None,
+    ) -> int:
         channel = self._channel(stream, rendition)
         argv = [channel, self._ttl_ms, _number(self.window_seconds)]
+        keys = self._keys(stream, rendition)
+        if fence is not None:
+            script = self._fenced_scripts[id(script)]
+            keys.append(fence[0])
+            args = (*args, fence[1])
         try:
-            result, event = await script(keys=self._keys(stream, rendition), args=[*argv, *args])
+            result, event = await script(keys=keys, args=[*argv, *args])
         except ResponseError as error:
             _raise_as_index_error(error)
             raise
@@ -527,19 +571,23 @@ class RedisLiveIndex:
         *,
         target_duration: int,
         url: str | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> int:
         check_names(stream, rendition)
         if not part_target > 0 or target_duration < 1:
             raise ValueError("part_target must be > 0 and target_duration >= 1")
         version = await self._write(
             self._set_init, stream, rendition, rendition, bytes(data), _number(part_target),
-            str(int(target_duration)), url or "",
+            str(int(target_duration)), url or "", fence=fence,
         )
         return version
 
-    async def describe(self, stream: str, description: Rendition) -> None:
+    async def describe(
+        self, stream: str, description: Rendition, *, fence: tuple[str, str] | None = None
+    ) -> None:
         check_names(stream, description.name)
-        await self._write(self._describe, stream, description.name, description.to_text())
+        await self._write(self._describe, stream, description.name, description.to_text(),
+                          fence=fence)
 
     async def add_part(
         self,
@@ -549,6 +597,7 @@ class RedisLiveIndex:
         data: bytes,
         *,
         program_date_time: float | None = None,
+        fence: tuple[str, str] | None = None,
     ) -> None:
         check_names(stream, rendition)
         check_part(part)
@@ -556,13 +605,16 @@ class RedisLiveIndex:
         await self._write(
             self._add_part, stream, rendition, str(part.msn), str(part.index), entry,
             bytes(data), "" if program_date_time is None else _number(program_date_time),
-            str(MAX_SEGMENT_PARTS),
+            str(MAX_SEGMENT_PARTS), fence=fence,
         )
 
-    async def complete_segment(self, stream: str, rendition: str, segment: SegmentRef) -> None:
+    async def complete_segment(
+        self, stream: str, rendition: str, segment: SegmentRef, *,
+        fence: tuple[str, str] | None = None,
+    ) -> None:
         check_names(stream, rendition)
         check_segment(segment.msn, segment.duration, segment.program_date_time)
-        await self._completed(stream, rendition, segment)
+        await self._completed(stream, rendition, segment, fence)
 
     async def mark_gap(
         self,
@@ -573,6 +625,7 @@ class RedisLiveIndex:
         program_date_time: float,
         *,
         discontinuity: bool = False,
+        fence: tuple[str, str] | None = None,
     ) -> None:
         check_names(stream, rendition)
         check_segment(msn, duration, program_date_time)
@@ -580,9 +633,12 @@ class RedisLiveIndex:
             stream,
             rendition,
             SegmentRef(msn, duration, program_date_time, gap=True, discontinuity=discontinuity),
+            fence,
         )
 
-    async def _completed(self, stream: str, rendition: str, segment: SegmentRef) -> None:
+    async def _completed(
+        self, stream: str, rendition: str, segment: SegmentRef, fence: tuple[str, str] | None
+    ) -> None:
         head = (
             f"{segment.msn} {_number(segment.duration)} {_number(segment.program_date_time)}"
             f" {int(segment.gap)} {int(segment.discontinuity)}"
@@ -591,14 +647,17 @@ class RedisLiveIndex:
             self._complete, stream, rendition, str(segment.msn), head,
             str(len(segment.parts) if segment.parts else -1),
             "" if segment.gap else segment.url or "", _number(segment.duration),
-            "1" if segment.gap else "0",
+            "1" if segment.gap else "0", fence=fence,
         )
 
-    async def mark_stored(self, stream: str, rendition: str, msn: int, url: str) -> None:
+    async def mark_stored(
+        self, stream: str, rendition: str, msn: int, url: str, *,
+        fence: tuple[str, str] | None = None,
+    ) -> None:
         check_names(stream, rendition)
         if not url:
             raise ValueError("a stored segment needs a URL")
-        await self._write(self._mark_stored, stream, rendition, str(msn), url)
+        await self._write(self._mark_stored, stream, rendition, str(msn), url, fence=fence)
 
     async def end(self, stream: str) -> None:
         check_stream(stream)
@@ -1025,3 +1084,108 @@ def _segment_from(entry: bytes) -> SegmentRef:
         discontinuity=discontinuity == b"1",
     )
 
+
+
+class FencedLiveIndex:
+    """A `LiveIndex` for a writer that holds a lease on one stream's writes (a
+    transcoder's, `RedisLiveIndex.fenced`): every write to that stream checks, in its own
+    script, that the lease still holds this writer's token, and raises FencedError when it
+    does not. Reads go to the index as they are. Such a writer adds renditions to a stream;
+    ending or removing the stream is its source's, so those are refused here."""
+
+    def __init__(self, index: RedisLiveIndex, stream: str, key: str, token: str) -> None:
+        self.index = index
+        self.stream = stream
+        self.fence = (key, token)
+
+    def _fence_for(self, stream: str) -> tuple[str, str]:
+        if stream != self.stream:
+            raise FencedError(f"this writer holds a lease on {self.stream}, not {stream}")
+        return self.fence
+
+    async def set_init(
+        self,
+        stream: str,
+        rendition: str,
+        data: bytes,
+        part_target: float,
+        *,
+        target_duration: int,
+        url: str | None = None,
+    ) -> int:
+        return await self.index.set_init(
+            stream, rendition, data, part_target, target_duration=target_duration, url=url,
+            fence=self._fence_for(stream),
+        )
+
+    async def describe(self, stream: str, description: Rendition) -> None:
+        await self.index.describe(stream, description, fence=self._fence_for(stream))
+
+    async def add_part(
+        self,
+        stream: str,
+        rendition: str,
+        part: PartRef,
+        data: bytes,
+        *,
+        program_date_time: float | None = None,
+    ) -> None:
+        await self.index.add_part(stream, rendition, part, data,
+                                  program_date_time=program_date_time,
+                                  fence=self._fence_for(stream))
+
+    async def complete_segment(self, stream: str, rendition: str, segment: SegmentRef) -> None:
+        await self.index.complete_segment(stream, rendition, segment,
+                                          fence=self._fence_for(stream))
+
+    async def mark_stored(self, stream: str, rendition: str, msn: int, url: str) -> None:
+        await self.index.mark_stored(stream, rendition, msn, url, fence=self._fence_for(stream))
+
+    async def mark_gap(
+        self,
+        stream: str,
+        rendition: str,
+        msn: int,
+        duration: float,
+        program_date_time: float,
+        *,
+        discontinuity: bool = False,
+    ) -> None:
+        await self.index.mark_gap(stream, rendition, msn, duration, program_date_time,
+                                  discontinuity=discontinuity, fence=self._fence_for(stream))
+
+    async def wait_for_part(
+        self,
+        stream: str,
+        rendition: str,
+        msn: int,
+        index: int | None,
+        timeout: float,  # noqa: ASYNC109 -- the contract's
+    ) -> bool:
+        return await self.index.wait_for_part(stream, rendition, msn, index, timeout)
+
+    async def snapshot(self, stream: str, rendition: str) -> RenditionWindow | None:
+        return await self.index.snapshot(stream, rendition)
+
+    async def renditions(self, stream: str) -> tuple[Rendition, ...]:
+        return await self.index.renditions(stream)
+
+    async def get_part(self, stream: str, rendition: str, msn: int, index: int) -> bytes | None:
+        return await self.index.get_part(stream, rendition, msn, index)
+
+    async def get_segment(self, stream: str, rendition: str, msn: int) -> bytes | None:
+        return await self.index.get_segment(stream, rendition, msn)
+
+    async def get_init(
+        self, stream: str, rendition: str, version: int | None = None
+    ) -> bytes | None:
+        return await self.index.get_init(stream, rendition, version)
+
+    async def end(self, stream: str) -> None:
+        raise LiveIndexError("a fenced writer does not end streams: the source does")
+
+    async def remove(self, stream: str) -> None:
+        raise LiveIndexError("a fenced writer does not remove streams: the source does")
+
+    async def aclose(self) -> None:
+        """The index is shared: its owner closes it."""

@@ -28,7 +28,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--origins", type=int, default=2, help="origin processes [2]")
         parser.add_argument("--ingest", type=int, default=1, help="ingest nodes [1]")
-        parser.add_argument("--workers", type=int, default=1, help="Celery workers [1]")
+        parser.add_argument("--workers", type=int, default=1, help="transcode workers [1]")
+        parser.add_argument("--sessions", type=int, default=2,
+                            help="transcode sessions per worker (one process each) [2]")
         parser.add_argument("--http", default="127.0.0.1:8000",
                             help="where the edge (Varnish) listens [127.0.0.1:8000]")
         parser.add_argument("--origin-port", type=int, default=8001,
@@ -43,11 +45,12 @@ class Command(BaseCommand):
                             help="the interpreter the processes run [this one]")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        for name in ("origins", "ingest", "workers"):
+        for name in ("origins", "ingest", "workers", "sessions"):
             if not 0 < options[name] <= 64:
                 raise CommandError(f"--{name} must be between 1 and 64")
         topology = Topology(
             origins=options["origins"], ingests=options["ingest"], workers=options["workers"],
+            sessions=options["sessions"],
             edge=not options["no_edge"], http=host_port(options["http"], 8000),
             origin_port=options["origin_port"], rtmp=host_port(options["rtmp"], 1935),
         )
