@@ -245,6 +245,22 @@ class RtmpConnection(asyncio.Protocol):
             self._watchdog = None
         self._abort()
 
+    def regrant(self, grant: Grant) -> None:
+        """The platform changed the terms of this publish (the same session, e.g. given a
+        transcode slot): kept for the heartbeats and the release, told to the sink.
+        Ignored for another session or when no longer publishing. Idempotent."""
+        current = self.grant
+        if current is None or grant.session_id != current.session_id or grant == current:
+            return
+        self.grant = grant
+        log.info("%s: new terms for session %d (transcode %s)", self._label(),
+                 grant.session_id, "yes" if grant.transcode else "no")
+        if self._sink is not None:
+            try:
+                self._sink.regrant(grant)
+            except Exception:
+                log.exception("%s: media sink failed taking new terms", self._label())
+
     def set_no_delay(self) -> None:
         """Our answers are small and awaited by the publisher: no Nagle delay."""
         sock = self._transport.get_extra_info("socket") if self._transport else None
@@ -846,16 +862,19 @@ class RtmpConnection(asyncio.Protocol):
         # The first beat comes soon, so the session row shows codec and resolution early.
         await asyncio.sleep(min(1.0, self._heartbeat_interval))
         while True:
+            grant = self.grant or grant  # its terms may have changed (`regrant`)
             health = self._health.snapshot(self._loop.time())
             self._batch_reads(health.bitrate_kbps)
             try:
-                keep = await self._gatekeeper.heartbeat(grant, self._described(), health)
+                answer = await self._gatekeeper.heartbeat(grant, self._described(), health)
             except Exception:
                 log.exception("%s: heartbeat failed", self._label())
-                keep = True
-            if not keep:
+                answer = True
+            if answer is False:
                 self.stop(EndReason.FORCE_STOPPED)
                 return
+            if isinstance(answer, Grant):
+                self.regrant(answer)
             await asyncio.sleep(self._heartbeat_interval)
 
     def _batch_reads(self, bitrate_kbps: float) -> None:
