@@ -187,6 +187,12 @@ class RtmpConnection(asyncio.Protocol):
         """The running publish's grant, if one is admitted."""
         return self._publish.grant if self._publish is not None else None
 
+    def regrant(self, grant: Grant) -> None:
+        """New terms for this connection's publish (the same session; see
+        `Publish.regrant`). Nothing when it is not publishing."""
+        if self._publish is not None:
+            self._publish.regrant(grant)
+
     @property
     def ending(self) -> Ending | None:
         """Why the connection ends or ended; None while it runs."""

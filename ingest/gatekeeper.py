@@ -98,8 +98,10 @@ class Gatekeeper(Protocol):
 
     async def heartbeat(
         self, grant: Grant, description: StreamDescription, health: StreamHealth
-    ) -> bool:
-        """Reports a live stream's figures. False means: stop this publish now."""
+    ) -> bool | Grant:
+        """Reports a live stream's figures. False means: stop this publish now; True: go
+        on. A `Grant` (of the same session) means: go on under these terms, which the
+        platform changed (a source-only publish given a transcode slot that freed)."""
         ...
 
     async def release(

@@ -18,10 +18,13 @@ log = logging.getLogger(__name__)
 class PacketTap(Protocol):
     """Something else that wants a publish's packets as its packager takes them (the
     platform's transcode session). Called from the ingest's event loop: must not block.
+    ``regrant`` brings the platform's new terms for the publish (a transcode slot).
     ``stop`` says the publish is gone (for now: a reconnect continues the source, not
     the tap)."""
 
     def media(self, packet: MediaPacket) -> None: ...
+
+    def regrant(self, grant: Grant) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -73,6 +76,15 @@ class PackagerSink:
                     # A broken tap loses its own output only, never the source's.
                     log.exception("%s: the packet tap failed", self._label or "publish")
                     self._tap = None
+
+    def regrant(self, grant: Grant) -> None:
+        self._grant = grant
+        if self._tap is not None:
+            try:
+                self._tap.regrant(grant)
+            except Exception:
+                log.exception("%s: the packet tap failed", self._label or "publish")
+                self._tap = None
 
     def end(self, reason: EndReason) -> None:
         try:

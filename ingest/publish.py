@@ -182,14 +182,31 @@ class Publish:
             health = self.health.snapshot(self._loop.time())
             self._on_health(health)
             try:
-                keep = await self._gatekeeper.heartbeat(self.grant, self.description, health)
+                answer = await self._gatekeeper.heartbeat(self.grant, self.description, health)
             except Exception:
                 log.exception("%s: heartbeat failed", self.label)
-                keep = True
-            if not keep:
+                answer = True
+            if answer is False:
                 self._on_force_stop()
                 return
+            if isinstance(answer, Grant):
+                self.regrant(answer)
             await asyncio.sleep(self._heartbeat_interval)
+
+    def regrant(self, grant: Grant) -> None:
+        """The platform changed the terms of this publish (the same session, e.g. given a
+        transcode slot): kept for the heartbeats and the release, told to the sink.
+        Ignored for another session or once ended. Idempotent."""
+        current = self.grant
+        if self._ended or grant.session_id != current.session_id or grant == current:
+            return
+        self.grant = grant
+        log.info("%s: new terms for session %d (transcode %s)", self.label,
+                 grant.session_id, "yes" if grant.transcode else "no")
+        try:
+            self._sink.regrant(grant)
+        except Exception:
+            log.exception("%s: media sink failed taking new terms", self.label)
 
     async def end(self, reason: EndReason) -> None:
         """Ends the publish: heartbeats, the sink, then the release (shielded: it reaches

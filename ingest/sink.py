@@ -14,13 +14,16 @@ __all__ = ["MediaPacket", "MediaSink", "NullSink", "RecordingSink", "SinkFactory
 
 class MediaSink(Protocol):
     """Receives one publish. Methods are called from the ingest's event loop and must
-    not block: hand heavy work to a thread or another process."""
+    not block: hand heavy work to a thread or another process. ``regrant`` brings the
+    platform's new terms for the publish (the same session: e.g. now transcoded)."""
 
     def metadata(self, metadata: StreamMetadata) -> None:
         """The publisher's onMetaData, as `transcoder.metadata.read_metadata` reads it."""
         ...
 
     def media(self, packet: MediaPacket) -> None: ...
+
+    def regrant(self, grant: Grant) -> None: ...
 
     def end(self, reason: EndReason) -> None: ...
 
@@ -36,6 +39,9 @@ class NullSink:
         pass
 
     def media(self, packet: MediaPacket) -> None:
+        pass
+
+    def regrant(self, grant: Grant) -> None:
         pass
 
     def end(self, reason: EndReason) -> None:
@@ -57,6 +63,7 @@ class RecordingSink:
     ended: EndReason | None = None
     keep_packets: bool = False
     packets: list[MediaPacket] = field(default_factory=list)
+    regrants: list[Grant] = field(default_factory=list)
 
     def metadata(self, metadata: StreamMetadata) -> None:
         self.metadata_values.append(metadata)
@@ -83,6 +90,10 @@ class RecordingSink:
             self.audio_frames += 1
         if self.keep_packets:
             self.packets.append(packet)
+
+    def regrant(self, grant: Grant) -> None:
+        self.grant = grant
+        self.regrants.append(grant)
 
     def end(self, reason: EndReason) -> None:
         self.ended = reason

@@ -1,11 +1,12 @@
 // The watch page: hls.js in low-latency mode, live badge, latency readout, a quality menu
-// when the stream has renditions, recovery from network errors and 503s with backoff and
-// jitter, an offline state that starts playing by itself, past broadcasts, viewer
-// heartbeats and playback telemetry.
+// when the stream has renditions (and renditions a broadcast gains while it plays, taken
+// in without a break), recovery from network errors and 503s with backoff and jitter, an
+// offline state that starts playing by itself, past broadcasts, viewer heartbeats and
+// playback telemetry.
 (function () {
   "use strict";
   const root = document.getElementById("watch");
-  const video = document.getElementById("video");
+  let video = document.getElementById("video"); // the element on screen (see swapIn)
   const offline = document.getElementById("offline");
   const reconnecting = document.getElementById("reconnecting");
   const badge = document.getElementById("live-badge");
@@ -18,10 +19,13 @@
   const qualityBox = document.getElementById("quality-box");
   const channel = root.dataset.channel;
   const player = (window.golivePlayer = {
-    hls: null, video: video, mode: "offline", retries: 0, restarts: [],
+    hls: null, video: video, mode: "offline", retries: 0, restarts: [], errors: [],
+    swaps: [],
   });
   let pollTimer = null;
   let retryTimer = null;
+  let renditionTimer = null;
+  let standby = null; // a second player getting ready to take over (see refresh)
   let liveAvailable = root.dataset.live === "1";
   // Latency keeping, seconds (see keepUp).
   const STALL_STEP_S = 0.2;
@@ -44,6 +48,9 @@
   }
 
   function destroy() {
+    dropStandby();
+    clearTimeout(renditionTimer);
+    renditionTimer = null;
     if (player.hls) {
       player.hls.destroy();
       player.hls = null;
@@ -78,45 +85,170 @@
     player.mode = mode;
     stopPolling();
     if (window.Hls && window.Hls.isSupported()) {
-      // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
-      // Catching up after a late start or a stall is keepUp()'s (below), so hls.js's own is
-      // off (maxLiveSyncPlaybackRate 1). A stall moves hls.js's target back by
-      // liveSyncOnStallIncrease (at most a target duration): by a part's worth, not its
-      // default second, which would double a sub-second latency after one hiccup.
-      const hls = new window.Hls({
-        lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
-        liveSyncOnStallIncrease: STALL_STEP_S,
-        manifestLoadPolicy: policy(10000), playlistLoadPolicy: policy(10000),
-        fragLoadPolicy: policy(10000),
-      });
-      player.hls = hls;
+      player.hls = start(src, mode, video);
       steadySince = performance.now();
       settled = false;
-      hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
-        fillQualities(hls.levels);
-        video.play().catch(function () {});
-      });
-      // Media arriving, not a playlist, ends an outage: an edge may still hand out the
-      // multivariant playlist while the origin behind it fails every media request.
-      hls.on(window.Hls.Events.FRAG_BUFFERED, function () { player.retries = 0; });
-      hls.on(window.Hls.Events.LEVEL_SWITCHED, function () { telemetry.switches += 1; });
-      hls.on(window.Hls.Events.ERROR, function (_event, data) {
-        if (!data.fatal) return;
-        if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
-          telemetry.errors.media += 1;
-          hls.recoverMediaError();
-          return;
-        }
-        telemetry.errors.network += 1;
-        recover(src, mode, retryAfter(data.networkDetails));
-      });
-      hls.loadSource(src);
-      hls.attachMedia(video);
+      if (mode === "live") watchRenditions(src);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = src; // Safari plays LL-HLS natively
       video.play().catch(function () {});
     }
     show(mode);
+  }
+
+  // An hls.js player of ``src`` on ``element``: the page's (player.hls) or a standby one.
+  function start(src, mode, element) {
+    // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
+    // Catching up after a late start or a stall is keepUp()'s (below), so hls.js's own is
+    // off (maxLiveSyncPlaybackRate 1). A stall moves hls.js's target back by
+    // liveSyncOnStallIncrease (at most a target duration): by a part's worth, not its
+    // default second, which would double a sub-second latency after one hiccup.
+    const hls = new window.Hls({
+      lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
+      liveSyncOnStallIncrease: STALL_STEP_S,
+      manifestLoadPolicy: policy(10000), playlistLoadPolicy: policy(10000),
+      fragLoadPolicy: policy(10000),
+    });
+    element.addEventListener("waiting", function () {
+      if (hls === player.hls) steadySince = performance.now();
+    });
+    hls.on(window.Hls.Events.MANIFEST_PARSED, function () {
+      if (hls === player.hls) fillQualities(hls.levels);
+      element.play().catch(function () {});
+    });
+    // Media arriving, not a playlist, ends an outage: an edge may still hand out the
+    // multivariant playlist while the origin behind it fails every media request.
+    hls.on(window.Hls.Events.FRAG_BUFFERED, function () {
+      if (hls === player.hls) player.retries = 0;
+    });
+    hls.on(window.Hls.Events.LEVEL_SWITCHED, function () {
+      if (hls === player.hls) telemetry.switches += 1;
+    });
+    hls.on(window.Hls.Events.FRAG_LOADED, function (_event, data) {
+      switchWhereSegmentsStart(hls, data);
+    });
+    hls.on(window.Hls.Events.ERROR, function (_event, data) {
+      if (player.errors.length < 100) {
+        player.errors.push({ at: Date.now(), type: data.type, details: data.details,
+          fatal: !!data.fatal, standby: hls !== player.hls });
+      }
+      if (hls !== player.hls) { // a standby player: the one on screen carries on
+        if (data.fatal && standby && standby.hls === hls) dropStandby();
+        return;
+      }
+      if (!data.fatal) return;
+      if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
+        telemetry.errors.media += 1;
+        hls.recoverMediaError();
+        return;
+      }
+      telemetry.errors.network += 1;
+      recover(src, mode, retryAfter(data.networkDetails));
+    });
+    hls.loadSource(src);
+    hls.attachMedia(element);
+    return hls;
+  }
+
+  // A live broadcast can gain renditions while it plays (a transcode slot came free: its
+  // quality ladder starts) or lose one. hls.js reads the multivariant playlist once, so
+  // the page reads it again every 3-5 s (cacheable for a second: an edge answers a crowd)
+  // and, when the renditions listed differ from the player's, plays the new list in a
+  // second player on a hidden video element and swaps it in once it plays: the picture
+  // never stops, and the Quality menu then lists the new renditions.
+  const RENDITIONS_EVERY_MS = 4000;
+  function watchRenditions(src) {
+    clearTimeout(renditionTimer);
+    renditionTimer = setTimeout(function () {
+      renditionTimer = null;
+      const hls = player.hls;
+      if (!hls || player.mode !== "live") return;
+      fetch(src).then(function (response) {
+        return response.ok ? response.text() : null;
+      }).then(function (text) {
+        if (hls !== player.hls) return; // replaced meanwhile
+        if (text !== null && hls.levels.length && !sameNames(listedNames(text), hls.levels)) {
+          refresh(src);
+        }
+      }).catch(function () {}).then(function () {
+        if (hls === player.hls) watchRenditions(src);
+      });
+    }, RENDITIONS_EVERY_MS * (0.75 + Math.random() / 2));
+  }
+
+  function listedNames(text) {
+    const names = [];
+    text.split("\n").forEach(function (line) {
+      if (line.indexOf("#EXT-X-STREAM-INF:") !== 0) return;
+      const match = /(?:^|,)NAME="([^"]*)"/.exec(line.slice(18));
+      names.push(match ? match[1] : line);
+    });
+    return names;
+  }
+
+  function sameNames(names, levels) {
+    const current = levels.map(function (level) { return level.name || ""; });
+    return names.length === current.length &&
+      names.slice().sort().join("\n") === current.slice().sort().join("\n");
+  }
+
+  // The standby player: muted and invisible until it has played a quarter of a second
+  // (then it has media buffered and its own live position); given up after 15 s.
+  function refresh(src) {
+    if (standby || !(window.Hls && window.Hls.isSupported())) return;
+    const element = document.createElement("video");
+    element.className = "standby";
+    element.muted = true;
+    element.playsInline = true;
+    element.setAttribute("aria-hidden", "true");
+    video.parentNode.insertBefore(element, video.nextSibling);
+    const hls = start(src, "live", element);
+    const began = performance.now();
+    let playedFrom = null;
+    const ready = function () {
+      if (!standby || standby.hls !== hls || element.paused) return;
+      if (playedFrom === null) playedFrom = element.currentTime;
+      else if (element.currentTime - playedFrom >= 0.25) swapIn(began);
+    };
+    element.addEventListener("timeupdate", ready);
+    standby = { hls: hls, element: element, ready: ready,
+      timer: setTimeout(dropStandby, 15000) };
+  }
+
+  function dropStandby() {
+    if (!standby) return;
+    clearTimeout(standby.timer);
+    standby.element.removeEventListener("timeupdate", standby.ready);
+    standby.hls.destroy();
+    standby.element.remove();
+    standby = null;
+  }
+
+  function swapIn(began) {
+    const next = standby;
+    clearTimeout(next.timer);
+    next.element.removeEventListener("timeupdate", next.ready);
+    standby = null;
+    const old = video, oldHls = player.hls;
+    next.element.muted = old.muted;
+    next.element.volume = old.volume;
+    next.element.controls = old.controls;
+    next.element.removeAttribute("aria-hidden");
+    next.element.className = old.className;
+    old.removeAttribute("id");
+    next.element.id = "video";
+    video = player.video = next.element;
+    player.hls = next.hls;
+    steadySince = performance.now();
+    settled = false;
+    watchElement(video);
+    old.remove(); // the new picture is on screen: the old one goes
+    if (oldHls) oldHls.destroy();
+    fillQualities(next.hls.levels);
+    quality.value = "-1";
+    player.swaps.push({ at: Date.now(), readyAfterMs: Math.round(performance.now() - began),
+      levels: next.hls.levels.length });
+    watchRenditions(next.hls.url);
   }
 
   // A fatal network error (origin gone, a 503, failures past hls.js's quick retries):
@@ -199,9 +331,35 @@
     }
   }, 250);
 
+  // A rendition chosen in the menu plays from where a segment starts. Only a segment's
+  // first part begins with a key frame (INDEPENDENT=YES), so hls.js, switching between
+  // two parts, loads the new rendition again from the start of the segment under way,
+  // part by part; meanwhile nothing more of the old one is loaded. Measured here, 100 ms
+  // from the origin, switching at once (currentLevel, which also flushes the buffer, or
+  // nextLevel) stalled 0.3-2 s at every switch. So the current rendition is kept (and
+  // automatic switching turned off) until the first part of the next segment has loaded;
+  // the chosen one then loads from that segment on, its first part again: one part's
+  // download, well inside the second or so hls.js keeps buffered at the live edge.
+  let chosen = null;
   quality.addEventListener("change", function () {
-    if (player.hls) player.hls.currentLevel = Number(quality.value);
+    const hls = player.hls;
+    if (!hls) return;
+    const level = Number(quality.value);
+    if (level < 0 || !hls.media || hls.media.readyState < 2) {
+      chosen = null; // automatic, or nothing plays yet: at once
+      hls.nextLevel = level;
+      return;
+    }
+    chosen = { hls: hls, level: level };
+    hls.loadLevel = hls.loadLevel; // manual from now, on the rendition being loaded
   });
+  function switchWhereSegmentsStart(hls, data) {
+    if (!chosen || chosen.hls !== hls || data.frag.type !== "main") return;
+    if (data.part && data.part.index !== 0) return;
+    const level = chosen.level;
+    chosen = null;
+    if (level !== data.frag.level) hls.loadLevel = level;
+  }
 
   // Keeping up with the live edge. hls.js starts at the key frame at or before its target
   // position (up to a GOP, 2 s, behind), moves its target back by a step at every stall it
@@ -215,7 +373,6 @@
   //   (Chromium keeps the pitch) until within SETTLED_S;
   // - after steady playback (SETTLE_MS at the start, FORGIVE_MS later) hls.js's target
   //   returns to the playlist's PART-HOLD-BACK.
-  video.addEventListener("waiting", function () { steadySince = performance.now(); });
   function keepUp() {
     const hls = player.hls;
     const details = hls && hls.latestLevelDetails;
@@ -304,9 +461,25 @@
   });
   backLive.addEventListener("click", function () { play(root.dataset.liveSrc, "live"); });
 
-  video.addEventListener("ended", function () {
-    if (player.mode === "live") goOffline();
-  });
+  // The video element's own events, for whichever element is on screen (see swapIn).
+  function watchElement(element) {
+    element.addEventListener("ended", function () {
+      if (element === video && player.mode === "live") goOffline();
+    });
+    element.addEventListener("playing", function () {
+      if (element === video && !counted) beat();
+    });
+    element.addEventListener("waiting", function () {
+      if (element === video && stalledAt === null) stalledAt = performance.now();
+    });
+    element.addEventListener("playing", function () {
+      if (element !== video) return;
+      if (stalledAt !== null && element.currentTime > 0) {
+        telemetry.stalls.push((performance.now() - stalledAt) / 1000);
+      }
+      stalledAt = null;
+    });
+  }
 
   // --- Viewer heartbeats: a random id per tab, every 10 s while live video plays. ---
   const tab = (function () {
@@ -340,17 +513,12 @@
     counted = false;
     navigator.sendBeacon("/viewers/heartbeat", JSON.stringify({ channel: channel, tab: tab, leave: true }));
   }
-  video.addEventListener("playing", function () { if (!counted) beat(); });
   setInterval(beat, 10000);
 
   // --- Telemetry: latency samples, stalls, rendition switches, in batches. ---
   const telemetry = { latency: [], stalls: [], switches: 0, errors: { network: 0, media: 0 } };
   let stalledAt = null;
-  video.addEventListener("waiting", function () { if (stalledAt === null) stalledAt = performance.now(); });
-  video.addEventListener("playing", function () {
-    if (stalledAt !== null && video.currentTime > 0) telemetry.stalls.push((performance.now() - stalledAt) / 1000);
-    stalledAt = null;
-  });
+  watchElement(video);
   setInterval(function () {
     const seconds = latency();
     if (seconds !== null && telemetry.latency.length < 60) telemetry.latency.push(Math.round(seconds * 1000) / 1000);

@@ -138,7 +138,8 @@ class SegmentStarts:
       start a segment (a new generation).
     - After `resume` (a reconnect), the first key frame starts a segment.
     Publisher clock jumps are absorbed the packager's way (`transcoder.timeline.Timeline`),
-    so elapsed time keeps counting across them.
+    so elapsed time keeps counting across them; ``clocks`` are those timelines, the
+    packager's packet for packet (audio too), for a session that joins a publish under way.
     """
 
     def __init__(self, settings: PackagerSettings | None = None) -> None:
@@ -147,15 +148,22 @@ class SegmentStarts:
         self._max_ms = round(settings.max_segment_duration * 1000)
         self._start: int | None = None
         self._timeline = Timeline()
+        self._audio_timeline = Timeline()
         self._headers: dict[TrackKind, bytes] = {}
         self._new_generation = False
         self._max_composition_offset = 0
+
+    @property
+    def clocks(self) -> dict[TrackKind, Timeline]:
+        return {TrackKind.VIDEO: self._timeline, TrackKind.AUDIO: self._audio_timeline}
 
     def __call__(self, packet: MediaPacket) -> bool:
         if packet.sequence_header:
             self._header(packet)
             return False
         if packet.kind is not TrackKind.VIDEO:
+            if TrackKind.AUDIO in self._headers:  # as the packager's audio clock runs
+                self._audio_timeline.correct(packet.timestamp)
             return False
         now = self._timeline.correct(packet.timestamp)
         self._max_composition_offset = max(self._max_composition_offset, packet.composition_offset)
@@ -181,7 +189,7 @@ class SegmentStarts:
     def resume(self) -> None:
         """A reconnect continues the publish (`Packager.resume`): its clock restarts and
         its first key frame starts a segment."""
-        self._timeline.rebase = self._max_composition_offset
+        self._timeline.rebase = self._audio_timeline.rebase = self._max_composition_offset
         self._new_generation = True
 
 

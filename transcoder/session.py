@@ -135,6 +135,13 @@ class TranscodeSession:
     every rung's packager has ended (its output's ``end`` called), or the session gave up.
     ``shed`` is the engine's: a rung that falls behind skips frames (live) rather than
     making the session wait (``False``: files and tests pushed faster than real time).
+
+    ``starts`` joins a publish under way (a source-only broadcast upgraded to its ladder):
+    the packager's cutting rule that has seen every packet of the publish so far, which
+    the session carries on with, and whose clock the rungs' timestamps continue. Give the
+    session the publish's current sequence headers first (audio, then video); decoding
+    starts at the next key frame, and each rung's first segment at the first source
+    segment that starts after it (its packager drops what comes before).
     """
 
     def __init__(
@@ -149,6 +156,7 @@ class TranscodeSession:
         threads_per_rung: int = 1,
         preset: str = "veryfast",
         shed: bool = True,
+        starts: SegmentStarts | None = None,
     ) -> None:
         self.name = name
         self._shed = shed
@@ -161,7 +169,15 @@ class TranscodeSession:
         self._inbox: queue.Queue[tuple[int, object, bool]] = queue.Queue(inbox_items)
         # The packager's cutting rule, run on every packet in arrival order before the
         # inbox, so a packet dropped there never misplaces a rung's IDR.
-        self._starts = SegmentStarts(settings)
+        self._starts = starts or SegmentStarts(settings)
+        # Joining: the packager's clocks as they stand before our first packet. Our
+        # packets are put on them here, so the engine and the rungs' packagers (whose own
+        # clocks start where they first see a packet) get the source's media times even
+        # when the publisher's clock jumped before we joined.
+        self._clocks = (
+            {kind: clock.copy() for kind, clock in starts.clocks.items()}
+            if starts is not None else None
+        )
         self._skipping_video = False
         self._ending = False
         self._engine: Transcoder | None = None
@@ -187,6 +203,9 @@ class TranscodeSession:
         self.packets_in += 1
         rule = self._starts(packet)
         start = rule if start is None else start
+        timestamp = packet.timestamp
+        if self._clocks is not None and not packet.sequence_header:
+            timestamp = self._clocks[packet.kind].correct(timestamp)  # dropped or not
         video = packet.kind is TrackKind.VIDEO and not packet.sequence_header
         if video and self._skipping_video:
             if not packet.keyframe:
@@ -194,7 +213,7 @@ class TranscodeSession:
                 return
             self._skipping_video = False
         copied = MediaPacket(
-            packet.kind, packet.codec, packet.timestamp, bytes(packet.data), packet.keyframe,
+            packet.kind, packet.codec, timestamp, bytes(packet.data), packet.keyframe,
             packet.sequence_header, packet.composition_offset, packet.received_at,
         )
         if not self._offer((_MEDIA, copied, start)):

@@ -27,6 +27,15 @@ class Timeline:
         # this many ms after the last one's successor.
         self.rebase: int | None = None
 
+    def copy(self) -> Timeline:
+        """This timeline as it stands, to be continued separately (a transcode session
+        joining a publish under way takes up the packager's clock)."""
+        twin = Timeline()
+        twin.offset, twin.last, twin.step, twin.rebase = (
+            self.offset, self.last, self.step, self.rebase
+        )
+        return twin
+
     def correct(self, timestamp: int) -> int:
         t = timestamp + self.offset
         last = self.last

@@ -600,6 +600,19 @@ def ended_among(session_ids: Iterable[int]) -> set[int]:
     )
 
 
+def transcoded_among(session_ids: Iterable[int]) -> set[int]:
+    """Which of these live sessions hold a transcode slot: for publishes that went out
+    source-only, those `rebalance_transcodes` has upgraded since (their ingest starts
+    the ladder). One query, whatever the number of streams."""
+    ids = list(session_ids)
+    if not ids:
+        return set()
+    return set(
+        LiveSession.objects.filter(pk__in=ids, ended_at__isnull=True, transcoded=True)
+        .values_list("pk", flat=True)
+    )
+
+
 def force_stop(session_id: int, *, by: str, reason: str = "") -> bool:
     """Ends a live session now (ops' decision): its slot is freed at once, the ingest
     drops the publisher at its next check (within about a second), and the channel may

@@ -83,6 +83,7 @@ class PlatformGatekeeper:
         self._admit = workers.wrap(broadcasts.start_broadcast)
         self._earlier = workers.wrap(broadcasts.earlier_figures)
         self._heartbeat = workers.wrap(broadcasts.record_heartbeat)
+        self._transcoded = workers.wrap(broadcasts.transcoded_among)
         self._release = workers.wrap(broadcasts.end_broadcast)
         self._conclude = workers.wrap(broadcasts.conclude_grace)
         self._live_publish = workers.wrap(broadcasts.find_live_publish)
@@ -127,9 +128,14 @@ class PlatformGatekeeper:
 
     async def heartbeat(
         self, grant: Grant, description: StreamDescription, health: StreamHealth
-    ) -> bool:
+    ) -> bool | Grant:
+        """As the seam says; a source-only publish that `rebalance_transcodes` has given a
+        transcode slot since is answered with its new grant."""
         earlier = self._carried.get(grant.session_id)
-        return await self._heartbeat(grant.session_id, description, health, earlier)
+        keep = await self._heartbeat(grant.session_id, description, health, earlier)
+        if keep and not grant.transcode and await self._transcoded([grant.session_id]):
+            return replace(grant, transcode=True)
+        return keep
 
     async def release(
         self, grant: Grant, reason: EndReason, description: StreamDescription,

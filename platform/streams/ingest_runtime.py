@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import connections
@@ -41,10 +42,13 @@ class PlatformIngest(IngestServer):
     reaped) and drops their publishers, and the takeover requests of other nodes (an
     encoder reconnected there) end this node's silent publishes they name; every
     `REAP_EVERY` checks it frees the slots of lapsed leases (of any node: that is how a
-    dead node's streams end) and upgrades source-only streams when transcode slots are
-    free, and reconciles the Redis slot ledger with the leases (quotas.slots). Every check
-    it also writes what admissions left for later (`write_deferred`). Stopping also ends
-    the broadcasts still waiting for their streamer.
+    dead node's streams end) and reconciles the Redis slot ledger with the leases
+    (quotas.slots). Every check it also writes what admissions left for later
+    (`write_deferred`). Source-only streams are upgraded when transcode slots are free
+    (`rebalance_transcodes`): every check while this node has a source-only publish
+    (else every `REAP_EVERY`), and those of this node the platform has upgraded, by any
+    node, learn of it at once (`regrant`: their ladder starts) rather than at their next
+    heartbeat. Stopping also ends the broadcasts still waiting for their streamer.
     """
 
     STOP_CHECK = 1.0
@@ -110,6 +114,7 @@ class PlatformIngest(IngestServer):
         self._takeovers = set()
         reap = workers.wrap(broadcasts.reap_expired_leases)
         rebalance = workers.wrap(broadcasts.rebalance_transcodes)
+        transcoded_among = workers.wrap(broadcasts.transcoded_among)
         reconcile = workers.wrap(slots.reconcile)
         deferred = workers.wrap(write_deferred)
         tick = 0
@@ -126,9 +131,17 @@ class PlatformIngest(IngestServer):
                     self._takeovers.add(task)
                     task.add_done_callback(self._takeovers.discard)
                 await deferred()
-                if tick % self.REAP_EVERY == 0:
+                reaping = tick % self.REAP_EVERY == 0
+                if reaping:
                     await reap()
+                source_only = [sid for sid, c in live.items() if c.grant and not c.grant.transcode]
+                if reaping or source_only:
                     await rebalance()
+                for session_id in await transcoded_among(source_only) if source_only else ():
+                    connection = live[session_id]
+                    if connection.grant is not None:
+                        connection.regrant(replace(connection.grant, transcode=True))
+                if reaping:
                     await reconcile()
             except Exception:
                 log.exception("ingest housekeeping failed; retrying")

@@ -7,12 +7,13 @@ import asyncio
 import socket
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pytest
 
 from ingest.connection import ConnectionLimits
-from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal
+from ingest.gatekeeper import EndReason, Grant, PublishRequest, Refusal, StreamDescription
+from ingest.health import StreamHealth
 from ingest.protocol import Message, encode_command
 from ingest.server import IngestConfig
 from tests.ingest.clients import RawPublisher
@@ -152,3 +153,51 @@ def test_an_unpublish_right_before_a_reset_still_ends_the_publish_in_order(start
     client.close()
     assert released(gatekeeper) is EndReason.PUBLISHER_STOPPED
     assert gatekeeper.released[0][3].video_frames == 1
+
+
+@dataclass
+class UpgradingGatekeeper(FakeGatekeeper):
+    """Admits source-only; once a channel is in `upgraded`, its heartbeats are answered
+    with the same grant, transcoded (a slot freed)."""
+
+    upgraded: set[str] = field(default_factory=set)
+
+    async def admit(self, request: PublishRequest) -> Grant | Refusal:
+        grant = await super().admit(request)
+        if isinstance(grant, Grant):
+            grant = replace(grant, transcode=False)
+            self.admitted[-1] = grant
+        return grant
+
+    async def heartbeat(
+        self, grant: Grant, description: StreamDescription, health: StreamHealth
+    ) -> bool | Grant:
+        await super().heartbeat(grant, description, health)
+        return replace(grant, transcode=True) if grant.channel in self.upgraded else True
+
+
+def test_new_terms_in_a_heartbeats_answer_reach_the_sink_and_the_release(start_ingest) -> None:
+    gatekeeper = UpgradingGatekeeper(keys={"k": "later"})
+    ingest = start_ingest(gatekeeper, IngestConfig(node="t", heartbeat_interval=0.2))
+    client = RawPublisher(ingest.host, ingest.port)
+    created_stream(client)
+    client.sock.sendall(client.writer.encode(publish_command("k")))
+    assert client.read_until(lambda cmds: any(c.name == "onStatus" for c in cmds))
+    for index in range(3):
+        client.sock.sendall(client.writer.encode(video_frame(index)))
+    assert wait_for_frames(ingest, 3) == 3
+    sink = ingest.sinks[0]
+    assert not sink.grant.transcode
+
+    gatekeeper.upgraded.add("later")
+    deadline = time.monotonic() + 3
+    while not sink.regrants and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [g.transcode for g in sink.regrants] == [True]
+    assert sink.regrants[0].session_id == gatekeeper.admitted[0].session_id
+    time.sleep(0.5)  # more heartbeats: the same terms are not told again
+    assert len(sink.regrants) == 1
+    assert gatekeeper.heartbeats[-1][0].transcode  # the heartbeats carry the new terms
+    client.close()
+    assert released(gatekeeper) is not None
+    assert gatekeeper.released[0][0].transcode  # and so does the release

@@ -120,3 +120,43 @@ def test_packaging_costs_microseconds_per_packet(clip: Clip) -> None:
         packager.end()
         best = min(best, time.perf_counter() - started)
     assert best / len(packets) < 200e-6
+
+
+class RecordingTap:
+    def __init__(self, fail_regrant: bool = False) -> None:
+        self.packets = 0
+        self.grants: list[Grant] = []
+        self.stopped = False
+        self.fail_regrant = fail_regrant
+
+    def media(self, packet: MediaPacket) -> None:
+        self.packets += 1
+
+    def regrant(self, grant: Grant) -> None:
+        if self.fail_regrant:
+            raise RuntimeError("tap broken")
+        self.grants.append(grant)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_new_terms_reach_the_tap_and_a_tap_that_fails_on_them_is_dropped(clip: Clip) -> None:
+    grant = Grant(7, "alice", transcode=False)
+    upgraded = Grant(7, "alice", transcode=True)
+    tap = RecordingTap()
+    sink = PackagerSink(Packager(Collector()), label="alice", grant=grant, tap=tap)
+    sink.regrant(upgraded)
+    publish(sink, clip)
+    assert tap.grants == [upgraded]
+    assert tap.packets == len(clip.frames) + len(clip.headers())
+    assert tap.stopped
+
+    broken = RecordingTap(fail_regrant=True)
+    output = Collector()
+    sink = PackagerSink(Packager(output), label="alice", grant=grant, tap=broken)
+    sink.regrant(upgraded)
+    publish(sink, clip)
+    assert broken.packets == 0  # dropped at the failure
+    assert not sink.failed  # the source goes on
+    assert output.ended

@@ -4,6 +4,9 @@ rendition report."""
 
 from __future__ import annotations
 
+import itertools
+
+from tests.transcoder.hls.checker import attributes
 from transcoder.hls.playlist import MediaPlaylist, Part, RenditionReport, Segment
 
 PART = 1 / 3
@@ -27,3 +30,13 @@ def window(segments: int = 10, partial: int = 2, **changes) -> MediaPlaylist:
         rendition_reports=(RenditionReport("../720p/index.m3u8", 14, 1),),
         **changes,
     )
+
+
+def renditions(master: str) -> dict[str, tuple[dict[str, str], str]]:
+    """NAME -> (EXT-X-STREAM-INF attributes, URI) of a multivariant playlist."""
+    found = {}
+    for line, uri in itertools.pairwise(master.splitlines()):
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            values = attributes(line.split(":", 1)[1])
+            found[values["NAME"]] = (values, uri)
+    return found

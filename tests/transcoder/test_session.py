@@ -10,12 +10,21 @@ size, and all of the source's audio."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
-from tests.transcoder.cmaf.media import Clip, Collector, decode, demux_flv, encode_flv_cli, feed
+from tests.transcoder.cmaf.media import (
+    Clip,
+    Collector,
+    decode,
+    demux_flv,
+    encode_flv_cli,
+    feed,
+)
 from transcoder.cmaf import Packager, PackagerSettings
 from transcoder.cmaf.packager import InitInfo, PartInfo, SegmentInfo
+from transcoder.engine import SegmentStarts
 from transcoder.ladder import parse_ladder
 from transcoder.packets import MediaPacket
 from transcoder.session import SessionStats, TranscodeSession
@@ -31,15 +40,16 @@ def source() -> Clip:
 
 
 class SourceOutput(Collector):
-    """The source's output: keeps everything and hands each part's cut to the session."""
+    """The source's output: keeps everything and hands each part's cut to the session
+    (once there is one)."""
 
     session: TranscodeSession | None = None
 
     def part(self, info: PartInfo, data: bytes) -> None:
         super().part(info, data)
-        assert self.session is not None
         assert info.cut is not None
-        self.session.cut(info.cut)
+        if self.session is not None:
+            self.session.cut(info.cut)
 
 
 class RungOutput(Collector):
@@ -125,6 +135,82 @@ def test_every_rung_has_the_sources_parts_and_segments(source: Clip) -> None:
         assert info.frame_rate == (30 if name == "120p30" else 15)
         # Packaged off the caller's thread: the session's and the encoders' threads.
         assert all(t.startswith("transcode-") for t in rung.threads), rung.threads
+
+
+class Upgrade:
+    """What the delivery does for a source-only publish that gets its ladder while live:
+    the packager takes every packet; the cutting rule follows them from the start, with
+    the publish's sequence headers kept; at ``join_at`` (the publisher's own ms) a session
+    starts with that rule and those headers, and takes every packet from there on."""
+
+    def __init__(self, packager: Packager, leader: SourceOutput, join_at: int,
+                 make_output: Callable[[str], Collector]) -> None:
+        self.packager, self.leader, self.join_at = packager, leader, join_at
+        self.make_output = make_output
+        self.starts = SegmentStarts(SETTINGS)
+        self.headers: dict[str, MediaPacket] = {}
+        self.ended: list[SessionStats] = []
+
+    def push(self, packet: MediaPacket) -> None:
+        self.packager.push(packet)
+        session = self.leader.session
+        if session is None and not packet.sequence_header and packet.timestamp >= self.join_at:
+            session = self.leader.session = TranscodeSession(
+                LADDER[:1], self.make_output, SETTINGS, name="upgraded",
+                on_end=self.ended.append, shed=False, starts=self.starts,
+            )
+            for kind in ("AUDIO", "VIDEO"):
+                session.media(self.headers[kind])
+        if session is not None:
+            session.media(packet)
+            return
+        self.starts(packet)
+        if packet.sequence_header:
+            self.headers[packet.kind.name] = MediaPacket(
+                packet.kind, packet.codec, packet.timestamp, bytes(packet.data),
+                sequence_header=True,
+            )
+
+    def end(self) -> None:
+        self.packager.end()
+
+
+def test_a_session_joining_a_publish_under_way_lines_up_from_its_next_segment(
+    source: Clip,
+) -> None:
+    """An upgrade: the session starts 1.7 s into the publish, 0.2 s after the publisher's
+    clock jumped 20 s ahead (the packager carries its timeline on where it was). The rung
+    starts at the next source segment (msn 1, at the 2 s key frame) and from there has
+    the source's every part, as if it had been there from the start."""
+    jumped = Clip(source.video_codec, source.video_config, source.audio_codec,
+                  source.audio_config,
+                  source.until(1500).frames + source.since(1500).shifted(20_000).frames)
+    rungs: dict[str, Collector] = {}
+    leader = SourceOutput()
+    upgrade = Upgrade(Packager(leader, SETTINGS), leader, 21_700,
+                      lambda name: rungs.setdefault(name, Collector()))
+    feed(upgrade, jumped)  # type: ignore[arg-type]
+    assert leader.session is not None
+    leader.session.end()
+    assert leader.session.join(timeout=60), "the session did not finish"
+    stats = upgrade.ended[0]
+    assert stats.error is None
+    assert stats.skipped_cuts == {"120p30": 0}
+
+    rung = rungs["120p30"]
+    assert rung.ended
+    expected = [(p.msn, p.index) for p, _ in leader.parts if p.msn >= 1]
+    assert [(p.msn, p.index) for p, _ in rung.parts] == expected
+    by_key = {(p.msn, p.index): p for p, _ in leader.parts}
+    for mine, _ in rung.parts:
+        theirs = by_key[(mine.msn, mine.index)]
+        assert abs(mine.duration - theirs.duration) < 1 / 30 + 0.001, (mine, theirs)
+    assert [s.msn for s, _ in rung.segments] == [s.msn for s, _ in leader.segments if s.msn >= 1]
+    init = rung.inits[0][1]
+    for segment, data in rung.segments:
+        video, audio = decode(init + data)
+        assert video[0].key_frame, f"segment {segment.msn} does not start with an IDR"
+        assert audio
 
 
 def test_a_source_no_taller_than_every_rung_gets_no_ladder(source: Clip) -> None:

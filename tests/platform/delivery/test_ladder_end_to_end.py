@@ -7,7 +7,6 @@ and decodes at the rung's size."""
 
 from __future__ import annotations
 
-import itertools
 import re
 import time
 from urllib.parse import urljoin
@@ -16,9 +15,10 @@ import pytest
 import requests
 
 from tests.ingest.clients import ffmpeg_publish
+from tests.support.playlists import renditions
 from tests.support.processes import free_port, start, stop
 from tests.transcoder.cmaf.media import decode
-from tests.transcoder.hls.checker import ParsedPlaylist, attributes, check_media_playlist
+from tests.transcoder.hls.checker import ParsedPlaylist, check_media_playlist
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +26,6 @@ RUNGS = {"720p30": (1280, 720), "480p30": (852, 480), "360p30": (640, 360),
          "160p30": (284, 160)}
 FRAME = 1 / 30
 SECONDS = 16
-
-
-def renditions(master: str) -> dict[str, tuple[dict[str, str], str]]:
-    """NAME → (EXT-X-STREAM-INF attributes, URI) of a multivariant playlist."""
-    lines = master.splitlines()
-    found = {}
-    for line, uri in itertools.pairwise(lines):
-        if line.startswith("#EXT-X-STREAM-INF:"):
-            values = attributes(line.split(":", 1)[1])
-            found[values["NAME"]] = (values, uri)
-    return found
 
 
 class Viewer:

@@ -17,7 +17,7 @@ from delivery.transcode_cluster import (
     supervise_transcodes,
 )
 from streams.models import LiveSession
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 from transcoder.lease import Lease
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.utils import timezone
 from quotas.models import SlotLease
 from streams import broadcasts
 from streams.models import LiveSession
-from tests.conftest import make_streamer
+from tests.support.personas import make_streamer
 
 
 def test_a_session_and_its_lease_are_written_together_with_the_models_defaults(db) -> None:

@@ -1,0 +1,187 @@
+"""The embedded transcode pool, on generated media through the ingest's packager sink and
+the real delivery (memory live index, a local segment store): degrade, then upgrade.
+
+A pool of one session: the first transcoded publish takes it, a second one granted a slot
+waits source-only, a third goes source-only until its grant changes. When the first ends,
+the waiting one's session starts, joining its publish: its rung is cut as its source is
+from the next segment on. A session stuck behind real time drops from its bounded inbox,
+and `/metrics` says so (and keeps counting after it ended)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+from prometheus_client import generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from ingest.gatekeeper import EndReason, Grant
+from ingest.packaging import PackagerSink
+from tests.transcoder.cmaf.media import Clip, demux_flv, encode_flv_cli
+from transcoder.cmaf import Packager, PackagerSettings
+from transcoder.ladder import parse_ladder
+from transcoder.live_index import MemoryLiveIndex
+from transcoder.packets import MediaPacket
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the source's end records its VOD
+
+SETTINGS = PackagerSettings(part_target=0.334, max_segment_duration=2.0)
+LADDER = parse_ladder("120p30:214x120@30:250k")
+
+
+@pytest.fixture(scope="module")
+def clip() -> Clip:
+    return demux_flv(encode_flv_cli(8, width=320, height=180, rate=30))
+
+
+def packets(clip: Clip, since: int = 0, until: int = 10**9) -> list[MediaPacket]:
+    chosen = [MediaPacket(f.kind, f.codec, f.timestamp, f.data, f.keyframe,
+                          composition_offset=f.composition_offset, received_at=f.received_at)
+              for f in clip.frames if since <= f.timestamp < until]
+    return ([*clip.headers(), *chosen]) if since == 0 else chosen
+
+
+def scrape() -> dict[str, float]:
+    from delivery.transcoding import TranscodeCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TranscodeCollector())
+    values = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def test_a_waiting_publish_gets_its_ladder_when_a_session_frees_cut_like_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: Clip,
+) -> None:
+    from delivery import transcoding
+    from delivery.segment_store import SegmentStore
+
+    index = MemoryLiveIndex()
+    store = SegmentStore(FileSystemStorage(tmp_path, base_url="/media/"))
+    monkeypatch.setattr(transcoding, "live_index", lambda: index)
+    monkeypatch.setattr(transcoding, "segment_store", lambda: store)
+
+    async def scenario() -> dict[str, Any]:
+        pool = transcoding.TranscodePool(1, LADDER, SETTINGS)
+        grants = {"a": Grant(991, "a"), "b": Grant(992, "b"),
+                  "c": Grant(993, "c", transcode=False)}
+        outputs, sinks = {}, {}
+        for name, grant in grants.items():
+            outputs[name] = output = pool.output_for(grant)
+            sinks[name] = PackagerSink(Packager(output, SETTINGS), grant=grant,
+                                       tap=pool.tap_for(grant, output))
+        seen = {"start": (len(pool.running), len(pool.waiting), scrape())}
+        for packet in packets(clip, until=3000):
+            for sink in sinks.values():
+                sink.media(packet)
+            await asyncio.sleep(0)
+        sinks["c"].regrant(replace(grants["c"], transcode=True))
+        assert outputs["c"] in pool.waiting  # granted, but the one session is taken
+
+        sinks["a"].end(EndReason.PUBLISHER_STOPPED)
+        for _ in range(300):
+            if outputs["b"].session is not None:
+                break
+            await asyncio.sleep(0.02)
+        seen["upgraded"] = (outputs["b"].joined, len(pool.running), len(pool.waiting))
+        for packet in packets(clip, since=3000):
+            for name in ("b", "c"):
+                sinks[name].media(packet)
+            await asyncio.sleep(0)
+        for name in ("b", "c"):
+            sinks[name].end(EndReason.PUBLISHER_STOPPED)
+        for _ in range(500):
+            if all(o.source.worker.done() for o in outputs.values()):
+                break
+            await asyncio.sleep(0.02)
+        seen["windows"] = {
+            (name, rendition): await index.snapshot(f"s{grants[name].session_id}", rendition)
+            for name in ("a", "b", "c") for rendition in ("source", "120p30")
+        }
+        seen["end"] = (len(pool.running), len(pool.waiting), scrape())
+        return seen
+
+    seen = asyncio.run(scenario())
+    running, waiting, metrics = seen["start"]
+    assert (running, waiting) == (1, 1)
+    assert metrics["golive_transcode_sessions"] == 1
+    assert metrics["golive_transcode_sessions_waiting"] == 1
+    assert seen["upgraded"] == (True, 1, 1)  # b joined its publish; c still waits
+
+    windows = seen["windows"]
+    assert windows[("c", "120p30")] is None  # c never got a session
+    for name in ("a", "b"):
+        source, rung = windows[(name, "source")], windows[(name, "120p30")]
+        assert rung is not None, name
+        assert rung.ended
+        rung_msns = [s.msn for s in rung.segments]
+        source_msns = [s.msn for s in source.segments]
+        # b's rung starts at a segment after its session joined, a's at the first.
+        first = rung_msns[0]
+        assert (first == 0) == (name == "a"), (name, rung_msns)
+        assert rung_msns == source_msns[source_msns.index(first):], name
+        for mine, theirs in zip(rung.segments, source.segments[first:], strict=True):
+            assert [p.index for p in mine.parts] == [p.index for p in theirs.parts]
+            assert abs(mine.duration - theirs.duration) < 1 / 30 + 0.002
+            assert mine.parts[0].independent
+
+    running, waiting, metrics = seen["end"]
+    assert (running, waiting) == (0, 0)
+    assert metrics["golive_transcode_upgrades_total"] == 1
+    assert metrics["golive_transcode_sessions"] == 0
+
+
+def test_a_session_behind_real_time_drops_and_metrics_say_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: Clip,
+) -> None:
+    """The feeder is held (a machine that cannot keep up) while 16 s of media arrive at
+    once: the inbox (about 5 s) drops what does not fit, and /metrics counts it, after the
+    end too."""
+    from delivery import transcoding
+    from delivery.segment_store import SegmentStore
+
+    index = MemoryLiveIndex()
+    store = SegmentStore(FileSystemStorage(tmp_path, base_url="/media/"))
+    monkeypatch.setattr(transcoding, "live_index", lambda: index)
+    monkeypatch.setattr(transcoding, "segment_store", lambda: store)
+    gate = threading.Event()
+    rung_output = transcoding.TranscodedOutput._rung_output
+
+    def held(self: Any, name: str) -> Any:
+        gate.wait(30)
+        return rung_output(self, name)
+
+    monkeypatch.setattr(transcoding.TranscodedOutput, "_rung_output", held)
+    before = scrape().get("golive_transcode_packets_dropped_total", 0)
+
+    async def scenario() -> tuple[dict[str, float], dict[str, float]]:
+        pool = transcoding.TranscodePool(1, LADDER, SETTINGS)
+        grant = Grant(994, "slow")
+        output = pool.output_for(grant)
+        sink = PackagerSink(Packager(output, SETTINGS), grant=grant,
+                            tap=pool.tap_for(grant, output))
+        for packet in [*packets(clip), *packets(clip.shifted(8000), since=8000)]:
+            sink.media(packet)
+        live = scrape()
+        gate.set()
+        sink.end(EndReason.PUBLISHER_STOPPED)
+        for _ in range(500):
+            if output.source.worker.done():
+                break
+            await asyncio.sleep(0.02)
+        return live, scrape()
+
+    live, ended = asyncio.run(scenario())
+    assert live["golive_transcode_packets_dropped_total"] - before > 0
+    assert ended["golive_transcode_packets_dropped_total"] == live[
+        "golive_transcode_packets_dropped_total"]
+    assert ended["golive_transcode_sessions"] == 0
