@@ -8,7 +8,7 @@ import pytest
 
 from ingest.protocol import ChunkReader, ChunkWriter, SetChunkSize, decode_data, encode_control
 from tests.bench.rtmp_sender import CHUNK_SIZE, build_schedule, read_flv
-from tests.ingest.protocol.test_flv_ffmpeg import encode_flv
+from tests.support.encoders import encode_flv
 
 
 @pytest.fixture(scope="module")

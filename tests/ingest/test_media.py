@@ -7,7 +7,7 @@ import pytest
 from ingest.gatekeeper import StreamDescription
 from ingest.media import AGGREGATE, AUDIO, DATA_AMF0, VIDEO, MediaConverter, split_aggregate
 from ingest.protocol import Message, ProtocolError, encode_data, encode_values
-from tests.ingest.protocol.test_flv_ffmpeg import HEIGHT, WIDTH, encode_flv, walk_flv
+from tests.support.encoders import HEIGHT, WIDTH, encode_flv, walk_flv
 from transcoder.metadata import StreamMetadata
 from transcoder.packets import TrackKind
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import io
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -152,3 +154,57 @@ def find_box(mp4: bytes, box_type: bytes) -> bytes:
 
 
 X265_FAST = (("preset", "ultrafast"),)
+
+
+# -- a short FLV as FFmpeg's muxer writes it (what `ffmpeg -f flv rtmp://...` publishes) --
+
+WIDTH, HEIGHT = 320, 240  # of encode_flv's video
+
+
+@dataclass(frozen=True)
+class FlvTag:
+    type_id: int
+    timestamp: int
+    body: bytes
+
+
+def walk_flv(data: bytes) -> Iterator[FlvTag]:
+    assert data[:3] == b"FLV"
+    offset = int.from_bytes(data[5:9], "big") + 4  # header, then PreviousTagSize0
+    while offset + 11 <= len(data):
+        type_id = data[offset] & 0x1F
+        size = int.from_bytes(data[offset + 1 : offset + 4], "big")
+        timestamp = int.from_bytes(data[offset + 4 : offset + 7], "big") | data[offset + 7] << 24
+        yield FlvTag(type_id, timestamp, data[offset + 11 : offset + 11 + size])
+        offset += 11 + size + 4
+
+
+def encode_flv(video_codec: str, options: dict[str, str] | None = None) -> bytes:
+    """Ten WIDTH x HEIGHT frames at 25/s and four AAC frames, muxed to FLV by FFmpeg
+    (PyAV): legacy tags for H.264, Enhanced RTMP for HEVC and AV1."""
+    try:
+        av.Codec(video_codec, "w")
+    except ValueError:  # av.codec.codec.UnknownCodecError
+        pytest.skip(f"this PyAV build has no {video_codec} encoder")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flv") as container:
+        video = container.add_stream(video_codec, rate=25, options=options or {})
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        audio = container.add_stream("aac", rate=44100)
+        audio.layout = "mono"
+        for index in range(10):
+            frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([(index * 25 + 16) % 256]) * plane.buffer_size)
+            frame.pts = index
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        drop_realtime()  # SVT-AV1 leaves the process SCHED_FIFO
+        for index in range(4):
+            samples = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            samples.planes[0].update(bytes(samples.planes[0].buffer_size))
+            samples.sample_rate = 44100
+            samples.pts = index * 1024
+            container.mux(audio.encode(samples))
+        container.mux(audio.encode(None))
+    return buffer.getvalue()

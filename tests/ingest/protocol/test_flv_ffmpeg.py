@@ -6,13 +6,6 @@ same tag bodies `ffmpeg -f flv rtmp://...` publishes.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-import av
-import pytest
-
 from ingest.protocol.amf0 import EcmaArray, decode_values
 from ingest.protocol.chunk import ChunkReader, ChunkWriter, Message
 from ingest.protocol.control import SetChunkSize, encode_control
@@ -25,56 +18,7 @@ from ingest.protocol.flv import (
     parse_audio,
     parse_video,
 )
-from tests.scheduling import drop_realtime
-
-WIDTH, HEIGHT = 320, 240
-
-
-@dataclass(frozen=True)
-class FlvTag:
-    type_id: int
-    timestamp: int
-    body: bytes
-
-
-def walk_flv(data: bytes) -> Iterator[FlvTag]:
-    assert data[:3] == b"FLV"
-    offset = int.from_bytes(data[5:9], "big") + 4  # header, then PreviousTagSize0
-    while offset + 11 <= len(data):
-        type_id = data[offset] & 0x1F
-        size = int.from_bytes(data[offset + 1 : offset + 4], "big")
-        timestamp = int.from_bytes(data[offset + 4 : offset + 7], "big") | data[offset + 7] << 24
-        yield FlvTag(type_id, timestamp, data[offset + 11 : offset + 11 + size])
-        offset += 11 + size + 4
-
-
-def encode_flv(video_codec: str, options: dict[str, str] | None = None) -> bytes:
-    try:
-        av.Codec(video_codec, "w")
-    except ValueError:  # av.codec.codec.UnknownCodecError
-        pytest.skip(f"this PyAV build has no {video_codec} encoder")
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flv") as container:
-        video = container.add_stream(video_codec, rate=25, options=options or {})
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        audio = container.add_stream("aac", rate=44100)
-        audio.layout = "mono"
-        for index in range(10):
-            frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([(index * 25 + 16) % 256]) * plane.buffer_size)
-            frame.pts = index
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
-        drop_realtime()  # SVT-AV1 leaves the process SCHED_FIFO
-        for index in range(4):
-            samples = av.AudioFrame(format="fltp", layout="mono", samples=1024)
-            samples.planes[0].update(bytes(samples.planes[0].buffer_size))
-            samples.sample_rate = 44100
-            samples.pts = index * 1024
-            container.mux(audio.encode(samples))
-        container.mux(audio.encode(None))
-    return buffer.getvalue()
+from tests.support.encoders import HEIGHT, WIDTH, encode_flv, walk_flv
 
 
 def video_tags(data: bytes) -> list[VideoTag]:
