@@ -61,6 +61,7 @@ from transcoder.renditions import SOURCE
 
 from .live import part_target, segment_store, stream_name, target_duration
 from .pipeline import DeliveryOutput
+from .rung_output import LoopOutput
 
 log = logging.getLogger(__name__)
 
@@ -207,53 +208,6 @@ async def _transcode(grant: Grant, lease: Any, started_at: float) -> str:
         await ends.aclose()
 
 
-class _RungOutput:
-    """A rung's `PackagerOutput`, called from the session's threads: each call is carried
-    out on the event loop, in order, by the rung's `DeliveryOutput` (made there at the
-    first call). Once abandoned (the lease was lost), calls are dropped."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, make: Callable[[], DeliveryOutput]):
-        self._loop = loop
-        self._make = make
-        self.output: DeliveryOutput | None = None
-        self.abandoned = False
-
-    def init(self, info: InitInfo, data: bytes) -> None:
-        self._call("init", info, data)
-
-    def part(self, info: PartInfo, data: bytes) -> None:
-        self._call("part", info, data)
-
-    def segment(self, info: SegmentInfo, data: bytes) -> None:
-        self._call("segment", info, data)
-
-    def end(self) -> None:
-        self._call("end")
-
-    def _call(self, method: str, *args: Any) -> None:
-        if self.abandoned:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nothing to do
-            self._loop.call_soon_threadsafe(self._apply, method, args)
-
-    def _apply(self, method: str, args: tuple[Any, ...]) -> None:
-        if self.abandoned:
-            return
-        if self.output is None:
-            self.output = self._make()
-        getattr(self.output, method)(*args)
-
-    async def abandon(self) -> None:
-        """Stops delivering now: nothing more reaches the index or the store."""
-        self.abandoned = True
-        output = self.output
-        if output is not None:
-            output.worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await output.worker
-            await output.lane.aclose()
-
-
 class _Session:
     def __init__(
         self, grant: Grant, index: RedisLiveIndex, fenced: FencedLiveIndex,
@@ -268,7 +222,7 @@ class _Session:
         self.stream = stream_name(grant.session_id)
         self.name = f"{grant.channel} (session {grant.session_id})"
         self.loop = asyncio.get_running_loop()
-        self.rungs: dict[str, _RungOutput] = {}
+        self.rungs: dict[str, LoopOutput] = {}
         self.finished = asyncio.Event()
 
     async def source_end(self) -> tuple[int, int] | None:
@@ -353,7 +307,7 @@ class _Session:
 
     def _rung_output(self, name: str) -> PackagerOutput:
         grant, store = self.grant, segment_store()
-        output = _RungOutput(
+        output = LoopOutput(
             self.loop, lambda: DeliveryOutput(grant, self.fenced, store, rendition=name)
         )
         self.rungs[name] = output

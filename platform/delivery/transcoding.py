@@ -39,7 +39,6 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -61,43 +60,13 @@ from transcoder.session import SessionStats, TranscodeSession
 
 from .live import live_index, segment_store
 from .pipeline import DeliveryOutput
+from .rung_output import LoopOutput
 
 log = logging.getLogger(__name__)
 
 # How long the source's end waits for its rungs' (flushing the encoders, the last
 # uploads), before ending the stream regardless.
 END_TIMEOUT = 15.0
-
-
-class _LoopOutput:
-    """A rung's `PackagerOutput`, callable from any thread: each call is carried out on
-    the event loop, in order, by the rung's `DeliveryOutput` (made there at the first
-    call, as it needs the running loop)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, make: Callable[[], DeliveryOutput]):
-        self._loop = loop
-        self._make = make
-        self.output: DeliveryOutput | None = None
-
-    def init(self, info: InitInfo, data: bytes) -> None:
-        self._call("init", info, data)
-
-    def part(self, info: PartInfo, data: bytes) -> None:
-        self._call("part", info, data)
-
-    def segment(self, info: SegmentInfo, data: bytes) -> None:
-        self._call("segment", info, data)
-
-    def end(self) -> None:
-        self._call("end")
-
-    def _call(self, method: str, *args: Any) -> None:
-        self._loop.call_soon_threadsafe(self._apply, method, args)
-
-    def _apply(self, method: str, args: tuple[Any, ...]) -> None:
-        if self.output is None:
-            self.output = self._make()
-        getattr(self.output, method)(*args)
 
 
 class TranscodedOutput:
@@ -120,7 +89,7 @@ class TranscodedOutput:
         self.source = source
         self.grant = source.grant
         self.loop = asyncio.get_running_loop()
-        self.rungs: dict[str, _LoopOutput] = {}
+        self.rungs: dict[str, LoopOutput] = {}
         self.finished = asyncio.Event()
         self.stats: SessionStats | None = None
         self.session: TranscodeSession | None = None
@@ -226,7 +195,7 @@ class TranscodedOutput:
     # Called from the session's threads.
     def _rung_output(self, name: str) -> PackagerOutput:
         grant, index, store = self.source.grant, self.source.index, self.source.store
-        output = _LoopOutput(
+        output = LoopOutput(
             self.loop, lambda: DeliveryOutput(grant, index, store, rendition=name)
         )
         self.rungs[name] = output
