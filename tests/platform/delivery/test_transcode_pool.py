@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def test_a_waiting_publish_gets_its_ladder_when_a_session_frees_cut_like_its_sou
     monkeypatch.setattr(transcoding, "live_index", lambda: index)
     monkeypatch.setattr(transcoding, "segment_store", lambda: store)
 
+    started = time.monotonic()
+
+    async def paced(packet: MediaPacket) -> None:
+        # Twice real time: live sessions shed what they cannot keep up with, and a loaded
+        # machine would otherwise make the rungs lose frames the assertions count.
+        await asyncio.sleep(max(0.0, started + packet.timestamp / 2000 - time.monotonic()))
+
     async def scenario() -> dict[str, Any]:
         pool = transcoding.TranscodePool(1, LADDER, SETTINGS)
         grants = {"a": Grant(991, "a"), "b": Grant(992, "b"),
@@ -83,7 +91,7 @@ def test_a_waiting_publish_gets_its_ladder_when_a_session_frees_cut_like_its_sou
         for packet in packets(clip, until=3000):
             for sink in sinks.values():
                 sink.media(packet)
-            await asyncio.sleep(0)
+            await paced(packet)
         sinks["c"].regrant(replace(grants["c"], transcode=True))
         assert outputs["c"] in pool.waiting  # granted, but the one session is taken
 
@@ -96,7 +104,7 @@ def test_a_waiting_publish_gets_its_ladder_when_a_session_frees_cut_like_its_sou
         for packet in packets(clip, since=3000):
             for name in ("b", "c"):
                 sinks[name].media(packet)
-            await asyncio.sleep(0)
+            await paced(packet)
         for name in ("b", "c"):
             sinks[name].end(EndReason.PUBLISHER_STOPPED)
         for _ in range(500):
