@@ -85,7 +85,7 @@ def test_the_cluster_command_runs_every_process_and_a_publish_plays_through_the_
                 served = origin_counters(f"http://127.0.0.1:{port}").requests
                 assert served.get("blocking_playlist", 0) + served.get("part", 0) > 0, port
             text = log.read_text(errors="replace")
-            for name in ("origin1", "origin2", "ingest1", "worker1", "beat", "edge"):
+            for name in ("origin1", "origin2", "ingest1", "transcode1", "tasks", "beat", "edge"):
                 assert f"{name} started" in text, text[-3000:]
             assert "stopped" not in text, text[-3000:]
         finally:
