@@ -28,7 +28,6 @@ from golive.environment import (
     env_list,
     local_secret_key,
 )
-from transcoder.cmaf.packager import PART_TARGET
 
 # Django's generic classes (ModelAdmin, ModelForm) take their model as a type argument at
 # run time too, as they are written for the type checker.
@@ -268,8 +267,8 @@ GOLIVE_HLS_TARGET_DURATION = env_int("GOLIVE_HLS_TARGET_DURATION", 2, minimum=1)
 # is about PART-HOLD-BACK (in parts, below) times it, plus the encoder's. The draft allows
 # PART-HOLD-BACK down to two parts and recommends three; with 0.2 s parts, two and a half
 # keep glass to glass under a second (tests/bench delivery, "glass", measures them all).
-GOLIVE_HLS_PART_TARGET = env_float("GOLIVE_HLS_PART_TARGET", PART_TARGET, minimum=0.1)
-GOLIVE_HLS_PART_HOLD_BACK = env_float("GOLIVE_HLS_PART_HOLD_BACK", 2.5, minimum=2.0)
+GOLIVE_HLS_PART_TARGET = env_float("GOLIVE_HLS_PART_TARGET", 0.334, minimum=0.1)
+GOLIVE_HLS_PART_HOLD_BACK = env_float("GOLIVE_HLS_PART_HOLD_BACK", 3.0, minimum=2.0)
 # A live stream's slot lease lasts this long unless the ingest's heartbeat renews it; an
 # ingest node that dies loses its streams' slots this long after its last heartbeat.
 GOLIVE_LEASE_TTL = env_float("GOLIVE_LEASE_TTL", 15.0, minimum=1)

@@ -16,7 +16,7 @@ from ingest.gatekeeper import EndReason, Grant, PublishRequest, StreamDescriptio
 from ingest.health import StreamHealth
 from ingest.server import IngestConfig
 from ingest.sink import RecordingSink
-from quotas.actions import set_quota
+from quotas.actions import get_quota, set_quota
 from quotas.models import QuotaChange
 from streams import broadcasts
 from streams.gatekeeper import PlatformGatekeeper
@@ -33,6 +33,7 @@ HEALTH = StreamHealth()
 
 
 def transcodes(limit: int) -> None:
+    get_quota()  # the row exists (a transactional test before this one may have emptied it)
     set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test",
               max_streams=10, max_transcodes=limit)
 
