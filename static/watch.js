@@ -239,8 +239,6 @@
     next.element.id = "video";
     video = player.video = next.element;
     player.hls = next.hls;
-    steadySince = performance.now();
-    settled = false;
     watchElement(video);
     old.remove(); // the new picture is on screen: the old one goes
     if (oldHls) oldHls.destroy();
@@ -366,9 +364,8 @@
   // sees, for good (a start's joins and seeks count), and speeds playback up only with more
   // than a second buffered ahead, which a sub-second target never has. So every quarter
   // second:
-  // - at the start, once what is buffered reaches hls.js's live sync position, jump there
-  //   (Chromium decodes from the key frame in a blink); far behind later (a tab back from
-  //   the background), likewise;
+  // - far behind (a tab back from the background), jump to hls.js's live sync position
+  //   when it is buffered (a jump at every start stalled the rendition swaps and switches);
   // - otherwise more than CATCH_UP_S behind with something buffered ahead, play up to 1.25x
   //   (Chromium keeps the pitch) until within SETTLED_S;
   // - after steady playback (SETTLE_MS at the start, FORGIVE_MS later) hls.js's target
@@ -388,7 +385,7 @@
     const sync = hls.liveSyncPosition;
     let rate = 1;
     if (sync !== null && sync > video.currentTime && sync < video.currentTime + ahead - 0.1 &&
-        (behind > JUMP_S || (!settled && behind > 3 * CATCH_UP_S))) {
+        behind > JUMP_S) {
       video.currentTime = sync;
     } else if (ahead > 0.2 && (behind > CATCH_UP_S || (video.playbackRate > 1 && behind > SETTLED_S))) {
       rate = Math.min(1.25, 1 + behind / 2);
