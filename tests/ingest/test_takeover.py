@@ -142,6 +142,7 @@ def test_a_refusal_without_a_takeover_is_not_retried(start_ingest) -> None:
         finally:
             bob.close()
         assert not frozen.closed_by_server(limit=0.5), "alice's publish was left alone"
+        # Checked while alice is still connected: closing her below releases her session.
+        assert gatekeeper.live.get("alice") is gatekeeper.admitted[0]
     finally:
         frozen.close()
-    assert gatekeeper.live["alice"] == gatekeeper.admitted[0]
