@@ -398,6 +398,10 @@ class Packager:
         self._waiting: deque[MediaPacket] = deque()  # video ahead of the known cuts
         self._followed = False  # a segment has been started on a leader's cut
         self.skipped_cuts = 0  # leader parts no frame of ours fell in (misaligned after)
+        # Followers: the first video composition offset, and whether another was seen
+        # (frames reordered: B-frames). See `_on_cut`.
+        self._offset: int | None = None
+        self._reordered = False
 
     # -- input --------------------------------------------------------------------------
 
@@ -536,9 +540,17 @@ class Packager:
         assert track is not None
         if packet.composition_offset > self._max_composition_offset:
             self._max_composition_offset = packet.composition_offset
+        dts = ms * 90
+        if self._following:
+            if self._offset is None:
+                self._offset = packet.composition_offset
+            elif packet.composition_offset != self._offset:
+                self._reordered = True
+            if not self._reordered:
+                dts = self._on_cut(dts)
         sample = Sample(
             bytes(packet.data),
-            ms * 90,
+            dts,
             packet.keyframe,
             packet.composition_offset * 90,
             packet.received_at,
@@ -667,6 +679,11 @@ class Packager:
         until_driver = None
         if until_ms is not None and driver is gen.video:
             until_driver = until_ms * driver.format.timescale // 1000
+        elif self._following and driver is gen.video and (cut := self._cut) is not None:
+            # A follower's last frame ends no later than the leader's part it is in.
+            pending = driver.pending
+            if pending is not None and pending.dts < cut.end:
+                until_driver = min(pending.dts + driver.estimate(), cut.end)
         finished = driver.finish_pending(until_driver)
         if finished is not None:
             self._place(finished)
@@ -738,6 +755,23 @@ class Packager:
             return False
         last = self._last_cut
         return last is None or pending.dts >= last.end  # both in 90 kHz ticks
+
+    def _on_cut(self, dts: int) -> int:
+        """A frame that would start the leader's next part late starts it on time: when
+        frames before it were shed (or the millisecond clocks round apart), it is moved
+        back to the cut's start, so the part before ends exactly where the leader's did
+        instead of running a frame over the part target. It is shown that much earlier:
+        the frame before it would otherwise be held as long. Only into a known next cut
+        that follows on without a gap, never across one, and only while frames present in
+        decode order (a transcoder's rungs have no B-frames): moved back past a reordered
+        frame, a frame would present before it."""
+        cut = self._cut
+        if cut is None or dts <= cut.end or not self._cuts:
+            return dts
+        following = self._cuts[0]
+        if following.start == cut.end and dts < following.end:
+            return cut.end
+        return dts
 
     def _wait(self, packet: MediaPacket) -> None:
         if len(self._waiting) >= _MAX_WAITING_VIDEO:

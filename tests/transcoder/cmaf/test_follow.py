@@ -236,3 +236,41 @@ def test_a_follower_refuses_cuts_out_of_order_and_a_leader_that_stopped() -> Non
 def push_all(packager: Packager, packets: list[MediaPacket]) -> None:
     for packet in packets:
         packager.push(packet)
+
+
+def test_a_follower_that_shed_frames_still_ends_each_part_where_the_leader_did(
+    source: Clip,
+) -> None:
+    """A rung that falls behind sheds frames. When the frame it sheds is the first of a
+    leader's part, its next frame starts that part on time (moved back to the cut), so
+    no part runs a frame over the part target: the 0.2 s parts stay 0.2 s."""
+    settings = PackagerSettings(part_target=0.2)
+    leader = Collector()
+    feed(Packager(leader, settings), source)
+    cuts = [info.cut for info, _ in leader.parts if info.cut is not None]
+    keys = [cut.start // 90 for cut in cuts if cut.index == 0]
+    packets, _ = follower_packets(source, "libx264", 30, keys)
+    # Shed the first frame of every other part that does not start a segment.
+    starts = {cut.start // 90 for cut in cuts[1::2] if cut.index > 0}
+    shed = [p for p in packets if p.kind is TrackKind.VIDEO and not p.sequence_header
+            and any(abs(p.timestamp - start) < 5 for start in starts)]
+    assert len(shed) >= 5
+    shed_ids = {id(p) for p in shed}
+    kept = [p for p in packets if id(p) not in shed_ids]
+    collected = Collector()
+    follower = Packager(collected, settings, follow=True)
+    for cut in cuts:
+        follower.follow(cut)
+    for packet in kept:
+        follower.push(packet)
+    follower.end()
+
+    assert [(p.msn, p.index) for p, _ in collected.parts] == [
+        (p.msn, p.index) for p, _ in leader.parts]
+    for (mine, _), (theirs, _) in zip(collected.parts, leader.parts, strict=True):
+        assert mine.duration <= settings.part_target + 0.0005, (mine, theirs)
+        assert abs(mine.duration - theirs.duration) < 0.0015, (mine, theirs)
+    whole = collected.inits[0][1] + b"".join(data for _, data in collected.segments)
+    video, _ = decode(whole)
+    assert len(video) == len([p for p in kept if p.kind is TrackKind.VIDEO
+                              and not p.sequence_header])
