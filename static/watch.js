@@ -192,8 +192,10 @@
       names.slice().sort().join("\n") === current.slice().sort().join("\n");
   }
 
-  // The standby player: muted and invisible until it has played a quarter of a second
-  // (then it has media buffered and its own live position); given up after 15 s.
+  // The standby player: muted and invisible until it has played STANDBY_STEADY_S without
+  // a stall (its start's joins are over: it has media buffered and its own live position;
+  // swapped in sooner, a start that stalls would stall on screen); given up after 15 s.
+  const STANDBY_STEADY_S = 1.5;
   function refresh(src) {
     if (standby || !(window.Hls && window.Hls.isSupported())) return;
     const element = document.createElement("video");
@@ -208,10 +210,13 @@
     const ready = function () {
       if (!standby || standby.hls !== hls || element.paused) return;
       if (playedFrom === null) playedFrom = element.currentTime;
-      else if (element.currentTime - playedFrom >= 0.25) swapIn(began);
+      else if (element.currentTime - playedFrom >= STANDBY_STEADY_S) swapIn(began);
     };
+    const stalled = function () { playedFrom = null; };
     element.addEventListener("timeupdate", ready);
-    standby = { hls: hls, element: element, ready: ready,
+    element.addEventListener("waiting", stalled);
+    element.addEventListener("seeking", stalled);
+    standby = { hls: hls, element: element, ready: ready, stalled: stalled,
       timer: setTimeout(dropStandby, 15000) };
   }
 
@@ -219,6 +224,8 @@
     if (!standby) return;
     clearTimeout(standby.timer);
     standby.element.removeEventListener("timeupdate", standby.ready);
+    standby.element.removeEventListener("waiting", standby.stalled);
+    standby.element.removeEventListener("seeking", standby.stalled);
     standby.hls.destroy();
     standby.element.remove();
     standby = null;
@@ -228,6 +235,8 @@
     const next = standby;
     clearTimeout(next.timer);
     next.element.removeEventListener("timeupdate", next.ready);
+    next.element.removeEventListener("waiting", next.stalled);
+    next.element.removeEventListener("seeking", next.stalled);
     standby = null;
     const old = video, oldHls = player.hls;
     next.element.muted = old.muted;
@@ -378,6 +387,8 @@
     const hold = details.partHoldBack;
     if (hold && hls.targetLatency > hold + 0.01 && steady > (settled ? FORGIVE_MS : SETTLE_MS)) {
       hls.targetLatency = hold;
+    } else if (hold && hls.targetLatency < hold - 0.01) {
+      hls.targetLatency = hold; // the broadcast gained its ladder: a longer hold-back
     }
     const behind = hls.latency - hls.targetLatency;
     const ranges = video.buffered;

@@ -24,8 +24,13 @@ def part_target() -> float:
     return float(settings.GOLIVE_HLS_PART_TARGET)
 
 
-def part_hold_back_parts() -> float:
-    """PART-HOLD-BACK in parts (settings.GOLIVE_HLS_PART_HOLD_BACK), set by the origin."""
+def part_hold_back_parts(*, ladder: bool = False) -> float:
+    """PART-HOLD-BACK in parts, set by the origin: settings.GOLIVE_HLS_PART_HOLD_BACK for
+    a broadcast that goes out source-only, GOLIVE_HLS_LADDER_PART_HOLD_BACK in every
+    playlist of one with a quality ladder (a rung's part comes after the source's by its
+    encoding, and a switch must load another rendition within what is buffered)."""
+    if ladder:
+        return float(settings.GOLIVE_HLS_LADDER_PART_HOLD_BACK)
     return float(settings.GOLIVE_HLS_PART_HOLD_BACK)
 
 

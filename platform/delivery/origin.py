@@ -345,7 +345,8 @@ def _playlist(
         discontinuity_sequence=window.discontinuity_sequence,
         media_sequence=window.media_sequence,
         rendition_reports=reports,
-        part_hold_back_parts=part_hold_back_parts(),
+        # Rendition reports name the broadcast's other renditions: it has a ladder.
+        part_hold_back_parts=part_hold_back_parts(ladder=bool(reports)),
     )
 
 

@@ -5,6 +5,7 @@ origin renders the multivariant playlist and rendition reports from that alone."
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,12 @@ def test_before_any_segment_bandwidth_is_the_publishers_figure_or_the_first_part
     assert (measured.bandwidth, measured.average_bandwidth) == (3_100_000, 2_400_000)
 
 
+def hold_back(playlist: str) -> float:
+    found = re.search(r"PART-HOLD-BACK=([0-9.]+)", playlist)
+    assert found, playlist
+    return float(found.group(1))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_origin_lists_what_the_index_describes_and_reports_the_other_renditions(
     alice: Any, settings: Any
@@ -105,6 +112,8 @@ def test_the_origin_lists_what_the_index_describes_and_reports_the_other_renditi
     from streams.models import LiveSession
 
     settings.REDIS_URL = ""
+    settings.GOLIVE_HLS_PART_HOLD_BACK = 2.5
+    settings.GOLIVE_HLS_LADDER_PART_HOLD_BACK = 5.0
     session = LiveSession.objects.create(channel=alice.channel)
     stream = f"s{session.pk}"
     base = f"/live/{alice.channel.slug}"
@@ -134,7 +143,9 @@ def test_the_origin_lists_what_the_index_describes_and_reports_the_other_renditi
             f"{session.pk}/source/index.m3u8",
         ]
         playlist = f"{base}/{session.pk}/source/index.m3u8"
-        assert b"RENDITION-REPORT" not in (await get(playlist)).body  # alone
+        alone = (await get(playlist)).body.decode()
+        assert "RENDITION-REPORT" not in alone
+        assert hold_back(alone) == pytest.approx(2.5 * 0.334, abs=0.001)  # source-only
 
         await index.set_init(stream, rung.name, b"init", 0.334, target_duration=2)
         await index.describe(stream, rung)
@@ -149,9 +160,12 @@ def test_the_origin_lists_what_the_index_describes_and_reports_the_other_renditi
         text = (await get(playlist)).body.decode()
         assert text.endswith(
             '#EXT-X-RENDITION-REPORT:URI="../360p30/index.m3u8",LAST-MSN=3,LAST-PART=0\n')
+        # With a ladder every playlist of the broadcast holds back further.
+        assert hold_back(text) == pytest.approx(5 * 0.334, abs=0.001)
         text = (await get(f"{base}/{session.pk}/360p30/index.m3u8")).body.decode()
         assert text.endswith(
             '#EXT-X-RENDITION-REPORT:URI="../source/index.m3u8",LAST-MSN=3,LAST-PART=0\n')
+        assert hold_back(text) == pytest.approx(5 * 0.334, abs=0.001)
         await index.remove(stream)
 
     asyncio.run(scenario())
