@@ -149,6 +149,7 @@ class DeliveryOutput:
         self.seconds = 0.0
         self.first_part_bps: int | None = None
         self.described: Rendition | None = None
+        self._listed = False  # described in the index: from the first part on
         self.recording: list[_Recorded] = []
         # What the index needs again after losing it.
         self._init: tuple[bytes, _Pending, str | None] | None = None
@@ -209,7 +210,8 @@ class DeliveryOutput:
         self.init_info = info  # what the parts queued from now on are described by
         self.described = None  # said again with every init
         await self._sync(lambda: self._set_init(data, url))
-        await self._describe()
+        if self._listed:
+            await self._describe()  # a new init mid-broadcast (a discontinuity)
 
     async def _set_init(self, data: bytes, url: str | None) -> None:
         await self.index.set_init(
@@ -229,8 +231,12 @@ class DeliveryOutput:
             # Before the first segment (and without the publisher's own figure) the
             # first part's rate stands for BANDWIDTH: it holds the key frame, so it errs high.
             self.first_part_bps = int(len(data) * 8 / max(info.duration, 0.1))
-            await self._describe()
         await self._sync(lambda: self._add_part(part))
+        if not self._listed:
+            # Listed in the multivariant playlist only from its first part: a player that
+            # switches to a rendition listed earlier finds a playlist with nothing to play.
+            self._listed = True
+            await self._describe()
 
     async def _add_part(self, part: _Part) -> None:
         await self.index.add_part(
@@ -336,7 +342,7 @@ class DeliveryOutput:
         # The multivariant playlist is read from the index: describe the rendition again.
         self.described = None
         description = self._description()
-        if description is not None:
+        if description is not None and self._listed:
             await self.index.describe(self.stream, description)
             self.described = description
         for record in behind if listed_next is not None else self._recent():

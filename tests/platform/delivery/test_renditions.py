@@ -169,3 +169,37 @@ def test_the_origin_lists_what_the_index_describes_and_reports_the_other_renditi
         await index.remove(stream)
 
     asyncio.run(scenario())
+
+
+def test_a_rendition_is_listed_only_from_its_first_part(tmp_path: Path) -> None:
+    """A rung starting mid-broadcast is described (and so listed in the multivariant
+    playlist) once its first part is in the index, not at its init: a player switching to
+    it finds something to play."""
+    from delivery.pipeline import DeliveryOutput
+    from delivery.segment_store import SegmentStore
+
+    store = SegmentStore(FileSystemStorage(tmp_path, base_url="/media/"))
+    # The publisher's own bit rate: describable from the init alone.
+    info = InitInfo(0, "avc1.4d401e,mp4a.40.2", 640, 360, 30.0, 630_000)
+
+    async def scenario() -> None:
+        index = MemoryLiveIndex()
+        output = DeliveryOutput(Grant(SESSION, "demo"), index, store, rendition="360p30")
+        output.init(info, b"init")
+        for _ in range(100):
+            if await index.get_init(STREAM, "360p30") is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert await index.get_init(STREAM, "360p30") == b"init"
+        await asyncio.sleep(0.05)
+        assert await index.renditions(STREAM) == ()
+        output.part(PartInfo(4, 0, 0.2, True, 1_700_000_000.0), b"p0")
+        assert await index.wait_for_part(STREAM, "360p30", 4, 0, 5.0)
+        for _ in range(100):
+            if await index.renditions(STREAM):
+                break
+            await asyncio.sleep(0.01)
+        assert [r.name for r in await index.renditions(STREAM)] == ["360p30"]
+        output.worker.cancel()
+
+    asyncio.run(scenario())
