@@ -69,6 +69,37 @@ def test_the_heartbeat_answers_an_upgraded_source_only_publish_with_its_new_gran
         second.session_id}
 
 
+def test_ops_raising_the_transcode_quota_upgrades_live_broadcasts_oldest_first() -> None:
+    """Over the quota every broadcast goes out source-only; ops raising `--transcodes`
+    while they run gives the slots to the oldest, and each learns of it at its heartbeat."""
+    transcodes(0)
+    grants = [publish(make_streamer(name).key) for name in ("oldest", "middle", "newest")]
+    assert [g.transcode for g in grants] == [False, False, False]
+    assert broadcasts.rebalance_transcodes() == 0  # no slot: nothing changes
+
+    transcodes(2)
+    assert broadcasts.rebalance_transcodes() == 2
+    ids = [g.session_id for g in grants]
+    assert broadcasts.transcoded_among(ids) == set(ids[:2])
+    assert broadcasts.rebalance_transcodes() == 0  # the quota is used up
+
+    async def heartbeats() -> list[bool | Grant]:
+        gatekeeper = PlatformGatekeeper()
+        try:
+            return [await gatekeeper.heartbeat(g, NOTHING, HEALTH) for g in grants]
+        finally:
+            await gatekeeper.aclose()
+
+    oldest, middle, newest = asyncio.run(heartbeats())
+    assert oldest == replace(grants[0], transcode=True)
+    assert middle == replace(grants[1], transcode=True)
+    assert newest is True  # still source-only, still live
+
+    transcodes(3)
+    assert broadcasts.rebalance_transcodes() == 1
+    assert broadcasts.transcoded_among(ids) == set(ids)
+
+
 @pytest.mark.slow
 def test_the_ingest_starts_the_ladder_of_its_source_only_publish_within_2_s_of_a_slot_freeing(
 ) -> None:
