@@ -84,7 +84,7 @@ AIM_LATENCY = 1.5  # s, median ingest to screen in Chromium
 AIM_GLASS = 1.0  # s, median glass to glass (stamp before the encoder to display)
 AIM_GLASS_P95 = 1.3
 # The part settings glass compares by default: the old ones, then the shipped defaults.
-GLASS_SETTINGS = "0.334/3,default"
+GLASS_SETTINGS = "0.334/3,default,0.2/5"  # the old, the shipped (source-only), with a ladder
 AIM_WAKE = 0.050  # s, a blocked playlist request answered after its part arrives
 AIM_HOLD = 5000  # blocked requests in one origin process ...
 AIM_HOLD_BYTES = 1 << 30  # ... within 1 GiB
