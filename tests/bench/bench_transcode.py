@@ -4,6 +4,7 @@ encoder settings; per-rung latency when fed in real time; how many ladders fit.
 
     python -m tests.bench transcode [--seconds 20] [--runs 3] [--preset veryfast]
                                     [--realtime 10] [--lag 16] [--no-ffmpeg]
+                                    [--concurrent 1,2,3]
 
 The source (testsrc2 + sine, x264 veryfast ~6 Mb/s, 2 s GOP, 2 B-frames, AAC, in FLV) is
 generated once with the ffmpeg CLI into a temporary directory and demuxed into
@@ -24,6 +25,11 @@ generated once with the ffmpeg CLI into a temporary directory and demuxed into
   ``--realtime`` seconds; per rung, the time from a frame's push to its encoded packet
   (p50/p95/max) and frames shed; before it the source decoder alone, fed the same way,
   which is the floor B-frames put under every rung (a frame waits for later packets).
+- Ladders at once (``--concurrent N,M``): N ladders made at the same time, each from the
+  source pushed at its own pace for ``--realtime`` seconds (``shed=True``), as N
+  broadcasts on one machine would be; per count, push-to-packet p50/p95 over every rung
+  and the frames shed. A count "holds" when nothing was shed: that is the measured figure
+  beside the computed one.
 - Rung lag (``--lag`` seconds, `tests.bench.transcode_lag`): the source packaged into a
   live index in real time and the ladder made from it, embedded (the session fed the
   packets and cuts) and as a cluster worker does (the session reading the source's parts
@@ -42,6 +48,7 @@ import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -195,6 +202,50 @@ def run_realtime(
     return {r.name: (latencies[r.name], r.frames_dropped) for r in stats.rungs}
 
 
+def run_concurrent(
+    clip: Clip, rungs: Sequence[Rung], preset: str, seconds: float, count: int
+) -> tuple[list[float], int, int]:
+    """``count`` ladders of the clip at once, each pushed at the source's pace from a
+    thread of its own (the engine decodes in the pushing thread, as a session's feeder
+    does): push-to-packet latencies (s) over every rung of every ladder, frames shed
+    (packets dropped before the decoder count for every rung) and frames offered."""
+    latencies: list[float] = []
+
+    def deliver(packet: EncodedPacket) -> None:
+        latencies.append(time.time() - packet.received_at)  # list.append: thread-safe
+
+    transcoders = [Transcoder(rungs, deliver, shed=True, preset=preset) for _ in range(count)]
+    pushed = [0] * count
+
+    def feed(index: int) -> None:
+        drop_realtime()
+        transcoder = transcoders[index]
+        for header in clip.headers(clip.frames[0].timestamp):
+            transcoder.push(header)
+        for frame, wall in paced(clip, seconds):
+            pushed[index] += 1
+            transcoder.push(MediaPacket(
+                frame.kind, frame.codec, frame.timestamp, frame.data, keyframe=frame.keyframe,
+                composition_offset=frame.composition_offset, received_at=wall,
+            ))
+
+    threads = [threading.Thread(target=feed, args=(i,)) for i in range(count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stats = [transcoder.end() for transcoder in transcoders]
+    finally:
+        for transcoder in transcoders:
+            transcoder.close()
+    shed = sum(
+        each.packets_dropped * len(rungs) + sum(rung.frames_dropped for rung in each.rungs)
+        for each in stats
+    )
+    return latencies, shed, sum(pushed) * len(rungs)
+
+
 def decode_latency(clip: Clip, seconds: float) -> list[float]:
     """Push-to-frame latencies (s) of the source decoder alone, fed in real time: the
     floor a B-frame source puts under every rung (a frame waits for later packets)."""
@@ -236,7 +287,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--realtime", type=float, default=10, help="real-time run (s), 0: none")
     parser.add_argument("--lag", type=float, default=16, help="rung lag run (s), 0: none")
     parser.add_argument("--no-ffmpeg", action="store_true", help="measure golive alone")
+    parser.add_argument("--concurrent", default="", help="ladders at once, e.g. 1,2,3")
     args = parser.parse_args(argv)
+    try:
+        counts = [int(n) for n in args.concurrent.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--concurrent takes counts, e.g. 1,2,3")
+    if any(n < 1 or n > 16 for n in counts):
+        parser.error("--concurrent counts go from 1 to 16")
 
     cores = len(os.sched_getaffinity(0))
     rungs = ladder_for(WIDTH, HEIGHT, DEFAULT_LADDER)
@@ -279,6 +337,13 @@ def main(argv: list[str]) -> int:
                 clip, rungs, args.preset, args.realtime
             ).items():
                 print(line(name, "push -> rung packet", values) + f"  shed {dropped} frames")
+
+        for count in counts:
+            seconds = args.realtime or 10
+            values, shed, frames = run_concurrent(clip, rungs, args.preset, seconds, count)
+            verdict = "holds" if shed == 0 else "does not hold"
+            print(line(f"{count} at once", "push -> rung packet", values)
+                  + f"  shed {shed} of {frames} frames: {verdict} in real time", flush=True)
 
         if args.lag > 0:
             report_lag(clip, rungs, args.preset, args.lag)
