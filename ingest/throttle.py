@@ -301,16 +301,19 @@ class RedisKeyAttemptStore:
         pool = self._redis.connection_pool
         held = []
         try:
-            # Given back only once all are open, or each would be taken again.
-            for _ in range(self.MAX_CONNECTIONS):
-                held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+            try:
+                # Given back only once all are open, or each would be taken again.
+                for _ in range(self.MAX_CONNECTIONS):
+                    held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+            finally:
+                for connection in held:
+                    await pool.release(connection)
+            # With every connection given back: loading a script needs one of them (held,
+            # it waited out the pool's timeout, and the scripts were never loaded).
             for script in (self._begin, self._fail, self._succeed):
                 await self._redis.script_load(script.script)
         except Exception as error:  # the first failure ends it: a start waits one timeout
             self._warn(error)
-        finally:
-            for connection in held:
-                await pool.release(connection)
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -107,7 +107,7 @@ def set_quota(
             raise QuotaError(f"{name} must be between 0 and {MAX_LIMIT}, not {value}")
 
     with transaction.atomic():
-        get_quota()  # makes sure the row exists before it is locked
+        _read_quota()  # makes sure the row exists before it is locked (not a kept copy)
         quota = ServerQuota.objects.select_for_update().get(pk=QUOTA_ROW_ID)
         old = quota.as_dict()
         new = {name: (old[name] if value is None else value) for name, value in requested.items()}

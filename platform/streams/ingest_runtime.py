@@ -98,6 +98,9 @@ class PlatformIngest(IngestServer):
         if self._thumbnails is not None:
             self._thumbnails.cancel()
         await super().stop(grace)
+        # What start() set for this process's admissions goes back to reading every time.
+        keep_quota_for(0)
+        broadcasts.keep_pace_for(0)
         await self.platform.workers.wrap(takeovers.forget)(self.config.node)
         if self.grace is not None:
             self.grace.end_all()

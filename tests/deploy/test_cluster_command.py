@@ -36,6 +36,17 @@ def wait_for(url: str, timeout: float = 90) -> None:
     raise AssertionError(f"{url} never answered")
 
 
+def wait_for_port(port: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 def test_the_cluster_command_runs_every_process_and_a_publish_plays_through_the_edge(
     tmp_path, s3_server
 ) -> None:
@@ -63,6 +74,7 @@ def test_the_cluster_command_runs_every_process_and_a_publish_plays_through_the_
             wait_for(f"{edge}/healthz")
             for port in (origin_port, origin_port + 1):
                 wait_for(f"http://127.0.0.1:{port}/healthz")
+            wait_for_port(rtmp_port)  # ffmpeg does not retry a refused connection
             created = json.loads(stack.manage("createstreamer", "cassie", "--json"))
             sample = small_sample(tmp_path / "sample.flv")
             publisher = subprocess.Popen(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -269,19 +270,32 @@ def test_a_burst_of_checks_on_one_node_all_counted_in_redis(
 
 
 
-def test_a_node_connects_to_redis_before_its_first_publish(forget_prefix) -> None:
+def test_a_node_connects_to_redis_before_its_first_publish(
+    forget_prefix, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every connection open and the scripts loaded, at once: loading a script while all
+    the connections were held waited out the pool's timeout and warned "unavailable"."""
     url, prefix = redis_url_or_skip(), forget_prefix()
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, list[bool], float]:
         store = RedisKeyAttemptStore.from_url(url, prefix=prefix)
         pool = store._redis.connection_pool
         before = len(pool._available_connections)  # type: ignore[attr-defined]
+        started = time.monotonic()
         await store.connect()
+        took = time.monotonic() - started
         after = len(pool._available_connections)  # type: ignore[attr-defined]
+        loaded = await store._redis.script_exists(
+            *(s.sha for s in (store._begin, store._fail, store._succeed)))
         await store.aclose()
-        return before, after
+        return before, after, loaded, took
 
-    assert asyncio.run(run()) == (0, RedisKeyAttemptStore.MAX_CONNECTIONS)
+    with caplog.at_level("WARNING", logger="ingest.throttle"):
+        before, after, loaded, took = asyncio.run(run())
+    assert (before, after) == (0, RedisKeyAttemptStore.MAX_CONNECTIONS)
+    assert loaded == [True, True, True]
+    assert not [r for r in caplog.records if "Redis unavailable" in r.getMessage()]
+    assert took < 1.5, f"connecting took {took:.2f} s (the pool's timeout is 2 s)"
 
 
 def test_connecting_while_redis_is_away_warns_and_publishes_still_count(

@@ -216,8 +216,11 @@ def test_over_the_transcode_quota_a_broadcast_gains_its_ladder_within_5_s_of_a_s
         assert playback["longest_ms"] < 1000, playback
         # hls.js may nudge over a hole when it starts (bufferSeekOverHole: the source's
         # B-frames present its first picture a frame or two after the segment starts);
-        # from the upgrade on, nothing goes wrong.
-        assert not [e for e in errors if e["fatal"] or e["at"] >= ended_in_page], errors
+        # from the upgrade on, nothing goes wrong on screen. The standby player warms up
+        # hidden: its start's stalls are why it takes over only after steady play, and
+        # never show (the longest break on screen says so).
+        assert not [e for e in errors if e["fatal"] or (
+            e["at"] >= ended_in_page and not e["standby"])], errors
         assert upgrades == 1
         assert sessions == 1
         page.close()
