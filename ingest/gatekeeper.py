@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from ingest.health import StreamHealth
+from transcoder.ladder import Rung
 
 
 class EndReason(StrEnum):
@@ -51,13 +52,18 @@ class PublishRequest:
 class Grant:
     """An admitted publish. ``session_id`` names the platform's live session row;
     ``resumed`` says it continues a session whose publisher reconnected within the grace
-    period (the media sink carries on where the last connection stopped)."""
+    period (the media sink carries on where the last connection stopped).
+
+    ``transcode`` says the publish holds a transcode slot; ``ladder`` is the broadcast's
+    own ladder, read with its channel at admission, for whatever transcodes it: None for
+    the platform's default (GOLIVE_TRANSCODE_LADDER), no rungs for source only."""
 
     session_id: int
     channel: str
     partner: bool = False
     transcode: bool = True
     resumed: bool = False
+    ladder: tuple[Rung, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ ladder is Twitch's. `ladder_for` picks the rungs a source gets: only rungs stric
 than the source (the source itself passes through as the top rendition; nothing is
 upscaled), each sized to the source's aspect ratio with even dimensions (4:2:0 chroma).
 `parse_ladder` reads a ladder from settings or an admin form, with errors that name the
-offending rung.
+offending rung; `format_ladder` writes one back as that text.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ _MAX_FPS = 120
 _MIN_BITRATE = 32_000
 _MAX_BITRATE = 50_000_000
 _MAX_RUNGS = 8
+# The text of a ladder of no rungs (source only), where blank means "the default".
+SOURCE_ONLY = "none"
 
 
 class LadderError(ValueError):
@@ -108,13 +110,15 @@ def parse_ladder(value: str | Iterable[Any]) -> tuple[Rung, ...]:
     Accepts a string of comma- or newline-separated rungs ``NAME:WIDTHxHEIGHT@FPS:BITRATE``
     (bit rate in bits/s, or with a ``k``/``M`` suffix, optional ``:PROFILE``), e.g.
     ``"720p30:1280x720@30:2400k, 360p30:640x360@30:630k"``, or a list of such strings, of
-    `Rung`s, or of mappings with the `Rung` fields. The empty string or list is a ladder of
-    no rungs (source only). Raises LadderError naming the first bad rung; names must be
-    unique and no two rungs may share a height (the multivariant playlist could not tell
-    them apart).
+    `Rung`s, or of mappings with the `Rung` fields. The empty string or list, and the word
+    ``none`` (`SOURCE_ONLY`, any case), are a ladder of no rungs (source only). Raises
+    LadderError naming the first bad rung; names must be unique and no two rungs may share
+    a height (the multivariant playlist could not tell them apart).
     """
     items: list[Any]
-    if isinstance(value, str):
+    if isinstance(value, str) and value.strip().lower() == SOURCE_ONLY:
+        items = []
+    elif isinstance(value, str):
         items = [item.strip() for item in re.split(r"[,\n]", value) if item.strip()]
     else:
         items = list(value)
@@ -162,6 +166,20 @@ def _rung_from_text(text: str) -> Rung:
         bitrate=round(float(match["bitrate"]) * scale),
         profile=(match["profile"] or "main").lower(),
     )
+
+
+def format_ladder(rungs: Sequence[Rung]) -> str:
+    """``rungs`` as `parse_ladder` text (which reads it back to the same rungs); a ladder of
+    no rungs is `SOURCE_ONLY`."""
+    if not rungs:
+        return SOURCE_ONLY
+    return ", ".join(_rung_text(rung) for rung in rungs)
+
+
+def _rung_text(rung: Rung) -> str:
+    bitrate = f"{rung.bitrate // 1000}k" if rung.bitrate % 1000 == 0 else str(rung.bitrate)
+    profile = "" if rung.profile == "main" else f":{rung.profile}"
+    return f"{rung.name}:{rung.width}x{rung.height}@{rung.fps}:{bitrate}{profile}"
 
 
 def _check_distinct(rungs: Sequence[Rung]) -> None:

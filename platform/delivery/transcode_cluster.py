@@ -16,15 +16,16 @@ worker runs each one, following its source rendition in the live index.
   for, so a running session is never redelivered (the Redis broker's visibility
   timeout, an hour, would otherwise start a second transcoder) and a busy worker never
   holds a session back; the lease, not the broker, says who owns a session.
-- **The session** (`run_session`, the task's body): takes the lease (or leaves: another
-  worker has it), plans where to start (`transcoder.follower.plan_start`: the source's
-  live edge, or after the segment the previous session's rungs were cut off in, listed
-  as a gap), then runs a `TranscodeSession` fed by a `SourceFollower` and delivers each
-  rung through a `DeliveryOutput` of its own, as the embedded mode does: parts into the
-  index, segments into the store, descriptions for the multivariant playlist, VODs. It
-  ends with the source, or when its lease is lost (at once, writing nothing more), or
-  when it falls too far behind (it gives the broadcast up; the next check starts it
-  again at the live edge).
+- **The session** (`run_session`, the task's body): reads the broadcast's ladder from its
+  session row (the channel's as the broadcast started, else GOLIVE_TRANSCODE_LADDER),
+  takes the lease (or leaves: another worker has it), plans where to start
+  (`transcoder.follower.plan_start`: the source's live edge, or after the segment the
+  previous session's rungs were cut off in, listed as a gap), then runs a
+  `TranscodeSession` fed by a `SourceFollower` and delivers each rung through a
+  `DeliveryOutput` of its own, as the embedded mode does: parts into the index, segments
+  into the store, descriptions for the multivariant playlist, VODs. It ends with the
+  source, or when its lease is lost (at once, writing nothing more), or when it falls too
+  far behind (it gives the broadcast up; the next check starts it again at the live edge).
 - **The end** (`HandoffOutput`, the ingest's side): when the publish ends, the source's
   output writes where its last part is (`source_end_key`) and waits, up to `END_WAIT`,
   for the session to finish its rungs (its lease released) before it ends the stream in
@@ -48,6 +49,7 @@ from django.db import close_old_connections, connections
 from redis.exceptions import RedisError
 
 from ingest.gatekeeper import Grant
+from streams.ladders import effective_ladder, ladder_override
 from transcoder.cmaf.packager import (
     InitInfo,
     PackagerOutput,
@@ -159,20 +161,24 @@ def run_session(session_id: int) -> str:
 
     row = (
         LiveSession.objects.filter(pk=session_id)
-        .values("ended_at", "transcoded", "channel__slug", "started_at")
+        .values("ended_at", "transcoded", "channel__slug", "started_at", "transcode_ladder")
         .first()
     )
     client = _client()
     if row is None or row["ended_at"] is not None or not row["transcoded"]:
         client.delete(_start_mark_key(session_id))
         return "not a live transcoded broadcast"
+    override = ladder_override(row["transcode_ladder"])
+    if not effective_ladder(override):
+        client.delete(_start_mark_key(session_id))
+        return "source only: its ladder has no rungs"
     lease = Lease(client, session_lease_key(session_id), settings.GOLIVE_TRANSCODE_LEASE_TTL)
     if not lease.acquire():
         return f"already transcoded by {lease.holder()}"
     client.delete(_start_mark_key(session_id))
     # Hours without a query: no idle database connection held meanwhile.
     connections.close_all()
-    grant = Grant(session_id, row["channel__slug"], transcode=True)
+    grant = Grant(session_id, row["channel__slug"], transcode=True, ladder=override)
     log.info("%s (session %d): transcoding here (%s)", grant.channel, session_id, lease.token)
     try:
         outcome = asyncio.run(_transcode(grant, lease, row["started_at"].timestamp()))
@@ -221,6 +227,7 @@ class _Session:
         self.started_at = started_at
         self.stream = stream_name(grant.session_id)
         self.name = f"{grant.channel} (session {grant.session_id})"
+        self.ladder = effective_ladder(grant.ladder)
         self.loop = asyncio.get_running_loop()
         self.rungs: dict[str, LoopOutput] = {}
         self.finished = asyncio.Event()
@@ -240,7 +247,7 @@ class _Session:
 
         deadline = self.loop.time() + START_WAIT
         while not self.stop.is_set():
-            plan = await plan_start(self.index, self.stream, settings.GOLIVE_TRANSCODE_LADDER)
+            plan = await plan_start(self.index, self.stream, self.ladder)
             if plan is not None:
                 return plan
             window = await self.index.snapshot(self.stream, SOURCE)
@@ -272,7 +279,7 @@ class _Session:
         packaging = PackagerSettings(part_target=part_target(),
                                      max_segment_duration=target_duration())
         session = TranscodeSession(
-            settings.GOLIVE_TRANSCODE_LADDER, self._rung_output, packaging, name=self.name,
+            self.ladder, self._rung_output, packaging, name=self.name,
             on_end=self._on_end,
             # The follower waits instead of dropping: catching up runs as fast as the
             # encoders go, and falling behind is dealt with a segment at a time.

@@ -1,10 +1,11 @@
 """The embedded transcode pool: a ladder for each publish that holds a transcode slot,
 transcoded in this process (``manage.py up``), delivered like the source.
 
-Every publish's source `DeliveryOutput` is wrapped in a `TranscodedOutput` (when a ladder
-is configured): it passes everything on to the source's output and, once the publish has
-a transcode session, feeds it the publish's packets (as a `PacketTap` of the ingest's
-packager sink) and the source packager's cuts (``PartInfo.cut``). Each rung the session
+Every publish's source `DeliveryOutput` is wrapped in a `TranscodedOutput` (when its ladder
+has rungs: the channel's own, `Grant.ladder`, else the pool's default): it passes
+everything on to the source's output and, once the publish has a transcode session,
+feeds it the publish's packets (as a `PacketTap` of the ingest's packager sink) and the
+source packager's cuts (``PartInfo.cut``). Each rung the session
 makes is delivered by a `DeliveryOutput` of its own (``rendition`` = the rung's name):
 parts into the live index, segments into the segment store, its description (measured
 bandwidth, codecs, size, frame rate) into the index for the multivariant playlist, and a
@@ -229,7 +230,8 @@ class TranscodedOutput:
 class TranscodePool:
     """Gives each admitted publish its source output, transcoded while its grant holds a
     transcode slot and a session is free here (at most ``capacity`` run at once; publishes
-    granted a slot beyond that wait for one, oldest first)."""
+    granted a slot beyond that wait for one, oldest first). A publish's ladder is its
+    grant's (the channel's own), else ``ladder`` (the platform's)."""
 
     def __init__(self, capacity: int, ladder: Sequence[Rung], settings: PackagerSettings):
         self.capacity = capacity
@@ -242,10 +244,11 @@ class TranscodePool:
 
     def output_for(self, grant: Grant) -> PackagerOutput:
         source = DeliveryOutput(grant, live_index(), segment_store())
-        if not self.ladder:
+        ladder = self.ladder if grant.ladder is None else grant.ladder
+        if not ladder:
             return source
         output = TranscodedOutput(
-            source, self.ladder, self.settings, on_finished=self._finished,
+            source, ladder, self.settings, on_finished=self._finished,
             on_regrant=self._want,
         )
         if grant.transcode:

@@ -328,7 +328,8 @@ GOLIVE_DEFAULT_MAX_TRANSCODES = env_int("GOLIVE_DEFAULT_MAX_TRANSCODES", 4, mini
 GOLIVE_DEFAULT_PARTNER_RESERVE = env_int("GOLIVE_DEFAULT_PARTNER_RESERVE", 0, minimum=0)
 # The ABR ladder a transcoded broadcast gets (rungs no taller than the source are left
 # out; the source is the top rendition): `transcoder.ladder.parse_ladder` text,
-# "NAME:WxH@FPS:BITRATE[:PROFILE]" comma separated. Unset: 720p30/480p30/360p30/160p30.
+# "NAME:WxH@FPS:BITRATE[:PROFILE]" comma separated, or "none" (source only). Unset:
+# 720p30/480p30/360p30/160p30. A channel may have its own (admin; `streams.ladders`).
 GOLIVE_TRANSCODE_LADDER = env_ladder("GOLIVE_TRANSCODE_LADDER")
 # Transcode sessions `manage.py up` runs in its own process at most (each a decode and
 # one libx264 thread per rung; a 1080p30 ladder takes ~0.7 of a core). Broadcasts get a

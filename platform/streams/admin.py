@@ -2,13 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from transcoder.ladder import SOURCE_ONLY
+
 from . import actions, broadcasts
+from .ladders import ladder_help
 from .models import Channel, LiveSession, Streamer, StreamKey
 
 
@@ -35,8 +39,26 @@ class StreamerAdmin(admin.ModelAdmin[Streamer]):
     raw_id_fields = ["user"]
 
 
+class ChannelForm(forms.ModelForm[Channel]):
+    """The channel's change form: its quality ladder is checked by `parse_ladder` (the
+    field's validator), with help that says the syntax and the platform's ladder now.
+    The admin makes its Meta (`ModelAdmin.get_form`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        ladder = self.fields["transcode_ladder"]
+        ladder.widget = forms.Textarea(attrs={"rows": 3, "cols": 80})
+        ladder.help_text = ladder_help()
+
+    def clean_transcode_ladder(self) -> str:
+        text = str(self.cleaned_data["transcode_ladder"]).strip()
+        # One spelling of "source only", which `rebalance_transcodes` looks for.
+        return SOURCE_ONLY if text.lower() == SOURCE_ONLY else text
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin[Channel]):
+    form = ChannelForm
     list_display = ["slug", "title", "owner", "category", "is_partner", "is_banned", "live_now"]
     list_filter = ["is_partner", "is_banned", LiveFilter, "category"]
     search_fields = ["slug", "title", "owner__display_name", "owner__user__username"]

@@ -34,8 +34,10 @@ from ingest.health import StreamHealth
 from quotas import slots, tally
 from quotas.actions import get_quota
 from quotas.models import QUOTA_ROW_ID, ServerQuota, SlotLease
+from transcoder.ladder import SOURCE_ONLY
 
 from .actions import awaits_reconnect, find_channel_by_key
+from .ladders import effective_ladder, ladder_override
 from .models import Channel, LiveSession
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,10 @@ def start_broadcast(request: PublishRequest) -> Grant | Refusal:
     slots reserved for partners (non-partners stop at quota minus reserve). Over the
     transcode quota the stream is admitted source-only (`rebalance_transcodes` upgrades
     it when a transcode slot frees). Every outcome is tallied for ops.
+
+    The grant carries the channel's own ladder (`streams.ladders`), read with the key; a
+    channel whose ladder has no rungs ("none") goes out source-only without taking a
+    transcode slot.
 
     A channel whose publisher dropped within the reconnect grace resumes that session
     (its slot was kept) when the reconnect reaches the same ingest node, which holds the
@@ -123,7 +129,7 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
             refusal = _check_capacity(channel, quota)
             if refusal is not None:
                 return refusal
-            transcoded = (
+            transcoded = wants_transcode(channel) and (
                 LiveSession.objects.filter(ended_at__isnull=True, transcoded=True).count()
                 < quota.max_transcodes
             )
@@ -134,7 +140,13 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
     except IntegrityError:
         return already_live()
     log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session_id)
-    return Grant(session_id, channel.slug, channel.is_partner, transcoded)
+    return Grant(session_id, channel.slug, channel.is_partner, transcoded,
+                 ladder=ladder_override(channel.transcode_ladder))
+
+
+def wants_transcode(channel: Channel) -> bool:
+    """Whether the channel's broadcasts have a ladder to take a transcode slot for."""
+    return bool(effective_ladder(ladder_override(channel.transcode_ladder)))
 
 
 def _admit_by_ledger(
@@ -146,7 +158,7 @@ def _admit_by_ledger(
     claim = ledger.claim(
         channel.pk, max_streams=quota.max_streams,
         open_to_all=quota.max_streams - quota.partner_reserve, partner=channel.is_partner,
-        max_transcodes=quota.max_transcodes,
+        max_transcodes=quota.max_transcodes if wants_transcode(channel) else 0,
     )
     if claim.outcome == "exists":
         return already_live()
@@ -165,19 +177,22 @@ def _admit_by_ledger(
     # Outside the transaction: the hour's tally row is one row every admission updates.
     tally.count(tally.Result.ADMITTED, "" if claim.transcoded else "source_only")
     log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session_id)
-    return Grant(session_id, channel.slug, channel.is_partner, claim.transcoded)
+    return Grant(session_id, channel.slug, channel.is_partner, claim.transcoded,
+                 ladder=ladder_override(channel.transcode_ladder))
 
 
 def open_session(channel: Channel, node: str, transcoded: bool) -> int:
     """Records an admitted publish: its live session and its slot lease, both or neither.
     Returns the session's id. Raises IntegrityError when the channel has an open session
-    already (`one_live_session_per_channel`). Callers decide the slot first.
+    already (`one_live_session_per_channel`). Callers decide the slot first. The session
+    keeps the channel's ladder as it is now.
 
     On PostgreSQL one statement (the lease's insert takes the session's id from the
     session's, in a data-modifying WITH): it is on the way to the publisher's answer,
     where the ORM's two saves in a transaction cost four round trips and ~1.4 ms of CPU.
     """
-    session = LiveSession(channel=channel, ingest_node=node, transcoded=transcoded)
+    session = LiveSession(channel=channel, ingest_node=node, transcoded=transcoded,
+                          transcode_ladder=channel.transcode_ladder)
     lease = SlotLease(node=node, partner=channel.is_partner,
                       expires_at=timezone.now() + lease_ttl())
     if connection.vendor != "postgresql":
@@ -263,7 +278,8 @@ def _resume(channel: Channel, node: str) -> Grant | None:
         defaults={"node": node, "partner": channel.is_partner, "expires_at": now + lease_ttl()},
     )
     log.info("channel %s reconnected into session %d", channel.slug, session.pk)
-    return Grant(session.pk, channel.slug, channel.is_partner, session.transcoded, resumed=True)
+    return Grant(session.pk, channel.slug, channel.is_partner, session.transcoded, resumed=True,
+                 ladder=ladder_override(session.transcode_ladder))
 
 
 def _check_capacity(channel: Channel, quota: ServerQuota) -> Refusal | None:
@@ -552,11 +568,18 @@ def reap_expired_leases(now: datetime | None = None, limit: int = 500) -> int:
 
 def rebalance_transcodes() -> int:
     """Upgrades source-only streams, oldest first, while transcode slots are free (a
-    transcoded stream ended, or ops raised the transcode quota). Returns how many."""
+    transcoded stream ended, or ops raised the transcode quota). Returns how many. A
+    broadcast whose ladder (its own, else the platform's) has no rungs is never upgraded:
+    it has nothing to transcode."""
     live = LiveSession.objects.filter(ended_at__isnull=True)
     quota = get_quota()
     # Only connected streams are upgraded: one waiting out its reconnect grace is not work.
-    if not live.filter(transcoded=False, disconnected_at__isnull=True).exists() or (
+    upgradable = live.filter(transcoded=False, disconnected_at__isnull=True).exclude(
+        transcode_ladder__iexact=SOURCE_ONLY
+    )
+    if not settings.GOLIVE_TRANSCODE_LADDER:
+        upgradable = upgradable.exclude(transcode_ladder="")
+    if not upgradable.exists() or (
         live.filter(transcoded=True).count() >= quota.max_transcodes
     ):
         return 0  # nothing to do: no lock taken
@@ -566,8 +589,7 @@ def rebalance_transcodes() -> int:
         if free <= 0:
             return 0
         candidates = list(
-            live.filter(transcoded=False, disconnected_at__isnull=True)
-            .order_by("started_at")
+            upgradable.order_by("started_at")
             .values_list("pk", "channel_id")[:free]
         )
         ledger = slots.ledger()

@@ -201,10 +201,11 @@ def build_ingest_server(
     drops may reconnect into the same broadcast for GOLIVE_RECONNECT_GRACE seconds.
 
     With ``transcode`` (the embedded mode), a publish that holds a transcode slot also
-    gets its ladder (GOLIVE_TRANSCODE_LADDER) from an in-process pool of at most
-    GOLIVE_TRANSCODE_SESSIONS sessions (`delivery.transcoding`). Without it, in a cluster
-    (Redis), transcode workers make the ladder from the live index, and the source's end
-    waits for theirs (`delivery.transcode_cluster.HandoffOutput`)."""
+    gets its ladder (its channel's, carried on its grant, else GOLIVE_TRANSCODE_LADDER)
+    from an in-process pool of at most GOLIVE_TRANSCODE_SESSIONS sessions
+    (`delivery.transcoding`). Without it, in a cluster (Redis), transcode workers make the
+    ladder from the live index, and the source's end waits for theirs
+    (`delivery.transcode_cluster.HandoffOutput`)."""
     gatekeeper = PlatformGatekeeper()
     grace = None
     delivering = sink_factory is None

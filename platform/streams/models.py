@@ -12,6 +12,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .ladders import MAX_LENGTH as LADDER_MAX_LENGTH
+from .ladders import validate_ladder
+
 
 class Streamer(models.Model):
     user = models.OneToOneField(
@@ -48,6 +51,13 @@ class Channel(models.Model):
         validators=[MinValueValidator(100), MaxValueValidator(100_000)],
         help_text="The bitrate this channel's streamer is told to send and warned past."
                   " Empty: the platform's GOLIVE_MAX_BITRATE_KBPS.",
+    )
+    # `streams.ladders`: blank is the platform's ladder, "none" source only.
+    transcode_ladder = models.CharField(
+        "quality ladder", max_length=LADDER_MAX_LENGTH, blank=True,
+        validators=[validate_ladder],
+        help_text="Rungs NAME:WIDTHxHEIGHT@FPS:BITRATE[:PROFILE], comma separated;"
+                  " \"none\": source only. Empty: the platform's GOLIVE_TRANSCODE_LADDER.",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -115,6 +125,11 @@ class LiveSession(models.Model):
     peak_viewers = models.PositiveIntegerField(default=0)
     transcoded = models.BooleanField(
         default=False, help_text="Given the quality ladder (else source only)."
+    )
+    # The channel's ladder as the broadcast started: it keeps it, whatever is edited meanwhile.
+    transcode_ladder = models.CharField(
+        "quality ladder", max_length=LADDER_MAX_LENGTH, blank=True,
+        help_text="The channel's as the broadcast started; empty: the platform's.",
     )
     video_frames = models.BigIntegerField(default=0)
     audio_frames = models.BigIntegerField(default=0)

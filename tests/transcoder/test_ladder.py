@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from transcoder.ladder import DEFAULT_LADDER, LadderError, Rung, ladder_for, parse_ladder
+from transcoder.ladder import (
+    DEFAULT_LADDER,
+    LadderError,
+    Rung,
+    format_ladder,
+    ladder_for,
+    parse_ladder,
+)
 
 
 def sizes(rungs: list[Rung]) -> list[tuple[str, int, int]]:
@@ -76,6 +83,18 @@ def test_a_ladder_reads_from_a_list_of_mappings_or_rungs() -> None:
 def test_an_empty_ladder_means_source_only() -> None:
     assert parse_ladder("") == ()
     assert parse_ladder([]) == ()
+    assert parse_ladder("none") == parse_ladder(" NONE ") == ()
+
+
+def test_a_ladder_written_back_reads_as_the_same_rungs() -> None:
+    assert format_ladder(DEFAULT_LADDER) == (
+        "720p30:1280x720@30:2400k, 480p30:852x480@30:1400k, 360p30:640x360@30:630k,"
+        " 160p30:284x160@30:230k"
+    )
+    assert parse_ladder(format_ladder(DEFAULT_LADDER)) == DEFAULT_LADDER
+    odd = parse_ladder("a:640x360@30:630500:high, b:426x240@15:2M:baseline")
+    assert parse_ladder(format_ladder(odd)) == odd
+    assert format_ladder(()) == "none"
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from transcoder.cmaf import Packager, PackagerSettings
 from transcoder.ladder import parse_ladder
 from transcoder.live_index import MemoryLiveIndex
 from transcoder.packets import MediaPacket
+from transcoder.session import SessionStats
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the source's end records its VOD
 
@@ -193,3 +194,60 @@ def test_a_session_behind_real_time_drops_and_metrics_say_so(
     assert ended["golive_transcode_packets_dropped_total"] == live[
         "golive_transcode_packets_dropped_total"]
     assert ended["golive_transcode_sessions"] == 0
+
+
+def test_each_publish_is_transcoded_with_its_channels_ladder_else_the_pools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The grant's ladder (the channel's) is the one its session starts with, at once or
+    on an upgrade; without one the pool's; with no rungs the publish is not wrapped at
+    all (source only, nothing to upgrade)."""
+    from delivery import transcoding
+    from delivery.pipeline import DeliveryOutput
+    from delivery.segment_store import SegmentStore
+
+    index = MemoryLiveIndex()
+    store = SegmentStore(FileSystemStorage(tmp_path, base_url="/media/"))
+    monkeypatch.setattr(transcoding, "live_index", lambda: index)
+    monkeypatch.setattr(transcoding, "segment_store", lambda: store)
+    started: dict[str, tuple[Any, ...]] = {}
+
+    class Session:
+        """Records the ladder a session is started with; transcodes nothing."""
+
+        def __init__(self, ladder: Any, make_output: Any, settings: Any, *, name: str,
+                     on_end: Any, **_: Any) -> None:
+            started[name.split()[0]] = tuple(ladder)
+            self.on_end = on_end
+
+        def media(self, packet: MediaPacket) -> None:
+            pass
+
+        def end(self) -> None:
+            self.on_end(SessionStats(0, 0, 0, (), None))
+
+    monkeypatch.setattr(transcoding, "TranscodeSession", Session)
+    own = parse_ladder("90p30:160x90@30:150k")
+
+    async def scenario() -> dict[str, Any]:
+        pool = transcoding.TranscodePool(4, LADDER, SETTINGS)
+        outputs = {
+            "own": pool.output_for(Grant(995, "own", ladder=own)),
+            "default": pool.output_for(Grant(996, "default")),
+            "upgraded": pool.output_for(Grant(997, "upgraded", transcode=False, ladder=own)),
+            "plain": pool.output_for(Grant(998, "plain", ladder=())),
+        }
+        before = dict(started)
+        upgraded = outputs["upgraded"]
+        assert isinstance(upgraded, transcoding.TranscodedOutput)
+        upgraded.regrant(Grant(997, "upgraded", transcode=True, ladder=own))
+        for output in outputs.values():
+            output.end()
+        workers = [getattr(o, "source", o).worker for o in outputs.values()]
+        await asyncio.wait_for(asyncio.gather(*workers), 10)
+        return {"before": before, "outputs": outputs}
+
+    seen = asyncio.run(scenario())
+    assert seen["before"] == {"own": own, "default": LADDER}
+    assert started == {"own": own, "default": LADDER, "upgraded": own}
+    assert isinstance(seen["outputs"]["plain"], DeliveryOutput)  # no tap, no session

@@ -4,6 +4,8 @@ a task for a broadcast that is over, or that another worker holds, does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 import redis
 from django.conf import settings
@@ -16,8 +18,13 @@ from delivery.transcode_cluster import (
     session_lease_key,
     supervise_transcodes,
 )
-from streams.models import LiveSession
+from ingest.gatekeeper import Grant, PublishRequest
+from quotas.actions import get_quota
+from streams.broadcasts import start_broadcast
+from streams.models import Channel, LiveSession
 from tests.support.personas import make_streamer
+from transcoder.follower import StartPlan
+from transcoder.ladder import Rung, parse_ladder
 from transcoder.lease import Lease
 
 pytestmark = pytest.mark.django_db
@@ -70,3 +77,68 @@ def test_a_session_task_leaves_a_broadcast_that_is_over_or_held(client: redis.Re
     assert other.acquire()
     assert run_session(live.pk) == f"already transcoded by {other.token}"
     assert other.holder() == other.token  # untouched
+
+
+@pytest.mark.django_db(transaction=True)  # the task closes its database connection
+def test_a_session_task_transcodes_with_the_ladder_its_broadcast_started_with(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel's ladder, copied onto the session row at admission, is what the
+    worker plans with and starts its `TranscodeSession` with, even when the channel's
+    was edited since; a broadcast of the platform's ladder gets GOLIVE_TRANSCODE_LADDER."""
+    from transcoder import follower, session
+
+    ladders: list[tuple[str, tuple[Rung, ...]]] = []
+
+    async def plan_start(index: object, stream: str, ladder: Sequence[Rung]) -> StartPlan:
+        ladders.append(("plan", tuple(ladder)))
+        return StartPlan(0, tuple(ladder), (), restart=False)
+
+    class Session:
+        def __init__(self, ladder: Sequence[Rung], make_output: object, settings: object,
+                     *, on_end: Callable[[object], None], **_: object) -> None:
+            ladders.append(("session", tuple(ladder)))
+            self.on_end = on_end
+
+        def end(self) -> None:
+            self.on_end(None)
+
+    class Follower:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        async def run(self, stop: object) -> str:
+            return "ended"
+
+    monkeypatch.setattr(follower, "plan_start", plan_start)
+    monkeypatch.setattr(follower, "SourceFollower", Follower)
+    monkeypatch.setattr(session, "TranscodeSession", Session)
+    get_quota()
+    own = "360p30:640x360@30:630k"
+    ann = make_streamer("ann")
+    Channel.objects.filter(pk=ann.channel.pk).update(transcode_ladder=own)
+    grant = start_broadcast(PublishRequest("live", ann.key, "198.51.100.7", "node-a"))
+    assert isinstance(grant, Grant)
+    assert grant.transcode
+    Channel.objects.filter(pk=ann.channel.pk).update(transcode_ladder="")  # edited meanwhile
+
+    assert run_session(grant.session_id) == "ended"
+    assert ladders == [("plan", parse_ladder(own)), ("session", parse_ladder(own))]
+
+    ladders.clear()
+    ben = make_streamer("ben")
+    grant = start_broadcast(PublishRequest("live", ben.key, "198.51.100.7", "node-a"))
+    assert isinstance(grant, Grant)
+    assert grant.transcode
+    assert run_session(grant.session_id) == "ended"
+    default = tuple(settings.GOLIVE_TRANSCODE_LADDER)
+    assert ladders == [("plan", default), ("session", default)]
+
+
+def test_a_session_task_leaves_a_broadcast_whose_ladder_has_no_rungs(
+    client: redis.Redis,
+) -> None:
+    channel = make_streamer("gus").channel
+    live = LiveSession.objects.create(channel=channel, transcoded=True, transcode_ladder="none")
+    assert run_session(live.pk) == "source only: its ladder has no rungs"
+    assert client.get(session_lease_key(live.pk)) is None

@@ -106,3 +106,4 @@ def test_the_transcode_ladder_is_read_from_the_environment_or_defaults() -> None
         ("720p30", 1280, 720, 2_400_000), ("360p30", 640, 360, 630_000)]
     with pytest.raises(ImproperlyConfigured, match="L="):
         env_ladder("L", environ={"L": "720p30:1280x720"})
+    assert env_ladder("L", environ={"L": "none"}) == ()  # source only, platform-wide
