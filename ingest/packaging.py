@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ingest.gatekeeper import EndReason, Grant
 from ingest.sink import MediaPacket, SinkFactory
@@ -27,6 +27,15 @@ class PacketTap(Protocol):
     def regrant(self, grant: Grant) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class Rejoinable(Protocol):
+    """A packager output whose tap can carry on when the publisher reconnects within the
+    grace (the platform's transcoded output: its ladder goes on): ``rejoin`` gives the
+    tap for the new connection's packets, or None."""
+
+    def rejoin(self, grant: Grant) -> PacketTap | None: ...
 
 
 class PackagerSink:
@@ -204,7 +213,8 @@ def packager_sink_factory(
     """A SinkFactory for the ingest: one Packager per admitted publish, writing to the
     output ``make_output(grant)`` returns; with ``grace``, a reconnect into a session whose
     packager is parked there continues it instead. ``tap(grant, output)`` may give a
-    `PacketTap` that gets the new publish's packets too (a reconnect gets none)."""
+    `PacketTap` that gets the new publish's packets too; a reconnect's comes from its
+    output's `Rejoinable.rejoin`, when it has one."""
 
     def factory(grant: Grant) -> PackagerSink:
         packager = grace.take(grant.session_id) if grace is not None else None
@@ -213,6 +223,13 @@ def packager_sink_factory(
             output = make_output(grant)
             packager = Packager(output, settings)
             packet_tap = tap(grant, output) if tap is not None else None
+        elif isinstance(packager.output, Rejoinable):
+            try:
+                packet_tap = packager.output.rejoin(grant)
+            except Exception:
+                # The reconnect goes on source-only; the source never pays for the tap.
+                log.exception("%s (session %d): the packet tap could not carry on",
+                              grant.channel, grant.session_id)
         return PackagerSink(
             packager,
             label=f"{grant.channel} (session {grant.session_id})",

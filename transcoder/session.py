@@ -121,6 +121,14 @@ class _RungPackaging:
             self.failed = True  # nothing more goes in
             self.packager.end()
 
+    def pause(self) -> None:
+        """The publisher is gone for now: the last part and segment are emitted complete,
+        the output stays open for another session to carry on (`TranscodeSession.end`)."""
+        with self.lock:
+            if not self.failed:
+                self.failed = True  # nothing more goes in
+                self.packager.pause()
+
 
 _MEDIA, _CUT, _END = 0, 1, 2
 
@@ -132,7 +140,8 @@ class TranscodeSession:
     size (never upscaled; a source no taller than every rung gets none and the session
     only passes time). ``settings`` are the source's packaging settings (the followers
     use the same part target). ``on_end(stats)`` is called from the feeder thread once
-    every rung's packager has ended (its output's ``end`` called), or the session gave up.
+    every rung's packager has ended (its output's ``end`` called) or paused (`end` with
+    ``pause``), or the session gave up.
     ``shed`` is the engine's: a rung that falls behind skips frames (live) rather than
     making the session wait (``False``: files and tests pushed faster than real time).
 
@@ -230,16 +239,25 @@ class TranscodeSession:
             log.warning("%s: transcode inbox full, cut %d.%d lost", self.name, cut.msn,
                         cut.index)
 
-    def end(self) -> None:
-        """The publish ended (or paused): flush and end every rung. Returns at once; the
-        session ends in its thread and then calls ``on_end``."""
+    def end(self, *, pause: bool = False) -> None:
+        """The publish ended: flush and end every rung. With ``pause`` (the publisher
+        dropped, and may reconnect within the grace) each rung's last part and segment are
+        emitted complete but its output is not ended: a session joining the reconnected
+        publish (``starts`` = this one's `segment_starts`, resumed) carries it on. Returns
+        at once; the session ends in its thread and then calls ``on_end``."""
         if self._ending:
             return
         self._ending = True
         # The end must get in even behind a full inbox: it waits for room in a helper
         # thread rather than in the caller's (an event loop).
-        threading.Thread(target=self._inbox.put, args=((_END, None, False),),
+        threading.Thread(target=self._inbox.put, args=((_END, pause, False),),
                          name=f"transcode-{self.name}-end", daemon=True).start()
+
+    @property
+    def segment_starts(self) -> SegmentStarts:
+        """The cutting rule this session has run over every packet it was given (on the
+        caller's side of the inbox): what a session carrying on after it joins with."""
+        return self._starts
 
     @property
     def backlog(self) -> int:
@@ -275,10 +293,12 @@ class TranscodeSession:
     # -- the feeder thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        pause = False
         try:
             while True:
                 kind, value, start = self._inbox.get()
                 if kind == _END:
+                    pause = bool(value)
                     break
                 if self._error is not None:
                     continue  # failed: drain until the end comes
@@ -291,7 +311,7 @@ class TranscodeSession:
                     log.exception("%s: transcoding stopped", self.name)
                     self._error = f"{type(error).__name__}: {error}"
                     self._close()
-            self._finish()
+            self._finish(pause)
         finally:
             if self._on_end is not None:
                 try:
@@ -362,7 +382,7 @@ class TranscodeSession:
         except Exception:
             log.exception("%s: rung %s could not be ended", self.name, name)
 
-    def _finish(self) -> None:
+    def _finish(self, pause: bool) -> None:
         engine = self._engine
         if engine is not None and self._error is None:
             try:
@@ -370,18 +390,21 @@ class TranscodeSession:
             except Exception:
                 log.exception("%s: flushing the transcoder failed", self.name)
                 engine.close()
-        self._end_rungs()
+        self._end_rungs(pause=pause and self._error is None)
 
     def _close(self) -> None:
         if self._engine is not None:
             self._engine.close()
         self._end_rungs()
 
-    def _end_rungs(self) -> None:
+    def _end_rungs(self, *, pause: bool = False) -> None:
         for name, rung in self._rungs.items():
             if rung.failed:
                 continue
             try:
-                rung.end()
+                if pause:
+                    rung.pause()
+                else:
+                    rung.end()
             except Exception:
                 log.exception("%s: rung %s failed at its end", self.name, name)

@@ -150,6 +150,7 @@ class DeliveryOutput:
         self.first_part_bps: int | None = None
         self.described: Rendition | None = None
         self._listed = False  # described in the index: from the first part on
+        self._inits = 0  # init segments written
         self.recording: list[_Recorded] = []
         # What the index needs again after losing it.
         self._init: tuple[bytes, _Pending, str | None] | None = None
@@ -163,7 +164,10 @@ class DeliveryOutput:
 
     # PackagerOutput: called synchronously by the packager.
     def init(self, info: InitInfo, data: bytes) -> None:
-        upload = self._upload(f"init-{info.generation}.mp4", data)
+        # Numbered here, not by the packager's generation: a rung carried on after a
+        # reconnect is a new packager (generation 0 again) writing the same rendition.
+        upload = self._upload(f"init-{self._inits}.mp4", data)
+        self._inits += 1
         self.queue.put_nowait(("init", info, data, upload))
 
     def part(self, info: PartInfo, data: bytes) -> None:

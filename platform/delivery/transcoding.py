@@ -101,6 +101,12 @@ class TranscodedOutput:
         self._on_finished = on_finished
         self._on_regrant = on_regrant
         self._ending: asyncio.Task[None] | None = None
+        # The publisher dropped with a session running: its rungs are paused, not ended
+        # (`rejoin` carries them on); ``_pause_done`` once that session has finished.
+        self._paused = False
+        self._pause_done = asyncio.Event()
+        self._generation = 0  # which session's end `_finish` hears of
+        self.earlier_stats: list[SessionStats] = []  # sessions before reconnects
         # Until a session starts: what one joining the publish needs.
         self._starts: SegmentStarts | None = SegmentStarts(settings)
         self._seen = False
@@ -118,14 +124,7 @@ class TranscodedOutput:
         if self.gone:
             return False
         joining = self._seen
-        self.session = session = TranscodeSession(
-            self._ladder,
-            self._rung_output,
-            self._settings,
-            name=self.name,
-            on_end=self._session_ended,
-            starts=self._starts if joining else None,
-        )
+        self.session = session = self._session(self._starts if joining else None)
         self._starts = None
         self.joined = joining
         for kind in (TrackKind.AUDIO, TrackKind.VIDEO):  # audio first: see TranscodeSession
@@ -135,6 +134,43 @@ class TranscodedOutput:
         if joining:
             log.info("%s: upgraded to the quality ladder while live", self.name)
         return True
+
+    def _session(self, starts: SegmentStarts | None) -> TranscodeSession:
+        self._generation += 1
+        generation = self._generation
+        return TranscodeSession(
+            self._ladder,
+            self._rung_output,
+            self._settings,
+            name=self.name,
+            on_end=lambda stats: self._session_ended(generation, stats),
+            starts=starts,
+        )
+
+    def rejoin(self, grant: Grant) -> PacketTap | None:
+        """The publisher reconnected within the grace, and its packager carries on
+        (`ingest.packaging.ReconnectGrace`): so does the ladder. The session before it
+        paused its rungs at the drop (their last part and segment complete, playlists
+        open); a new one joins the resumed publish with the cutting rule the last one ran
+        (resumed as the packager is: its clock continues, its first key frame starts a
+        segment), so each rung's next segment is the source's next and its timeline the
+        source's. Its deliveries wait for the last session's to be in. The publish keeps
+        its session slot here meanwhile. None when there is nothing to carry on (no
+        session ran at the drop, or the grant holds no transcode slot any more)."""
+        self.grant = grant
+        old = self.session
+        if not self._paused or old is None or not grant.transcode:
+            return None
+        starts = old.segment_starts
+        starts.resume()
+        if not self._pause_done.is_set():
+            for output in self.rungs.values():
+                output.hold()  # released when the last session has delivered its last
+        self._paused = False
+        self._pause_done = asyncio.Event()
+        self.session = self._session(starts)
+        log.info("%s: the quality ladder carries on after the reconnect", self.name)
+        return self
 
     # The source packager's output.
     def init(self, info: InitInfo, data: bytes) -> None:
@@ -152,6 +188,9 @@ class TranscodedOutput:
         if self.session is None:
             self._leave()
             self.source.end()
+            return
+        if self._paused:  # the publisher never came back: the paused rungs end now
+            self._ending = self.loop.create_task(self._end_paused())
             return
         self.session.end()
         self._ending = self.loop.create_task(self._end_after_rungs())
@@ -179,11 +218,15 @@ class TranscodedOutput:
             self._on_regrant(self)
 
     def stop(self) -> None:
-        # The publisher is gone; a reconnect continues the source only.
+        # The publisher is gone, for good or until a reconnect within the grace: the
+        # session pauses its rungs (`rejoin` carries them on; `end` ends them).
         if self.session is None:
             self._leave()
             return
-        self.session.end()
+        if self._ending is not None:
+            return  # ended for good already (`end`: the publish is over)
+        self._paused = True
+        self.session.end(pause=True)
 
     def _leave(self) -> None:
         """Without a session, the publish is done with the pool."""
@@ -195,17 +238,30 @@ class TranscodedOutput:
 
     # Called from the session's threads.
     def _rung_output(self, name: str) -> PackagerOutput:
-        grant, index, store = self.source.grant, self.source.index, self.source.store
-        output = LoopOutput(
-            self.loop, lambda: DeliveryOutput(grant, index, store, rendition=name)
-        )
-        self.rungs[name] = output
+        output = self.rungs.get(name)  # a rung carried on after a reconnect
+        if output is None:
+            grant, index, store = self.source.grant, self.source.index, self.source.store
+            output = LoopOutput(
+                self.loop, lambda: DeliveryOutput(grant, index, store, rendition=name)
+            )
+            self.rungs[name] = output
         return output
 
-    def _session_ended(self, stats: SessionStats) -> None:
-        self.loop.call_soon_threadsafe(self._finish, stats)
+    def _session_ended(self, generation: int, stats: SessionStats) -> None:
+        self.loop.call_soon_threadsafe(self._finish, generation, stats)
 
-    def _finish(self, stats: SessionStats) -> None:
+    def _finish(self, generation: int, stats: SessionStats) -> None:
+        # On the loop, after every delivery the session made (scheduled before this).
+        if generation != self._generation:
+            # The session before a reconnect, paused: the next one's deliveries go in now.
+            self._add_paused(stats)
+            for output in self.rungs.values():
+                output.release()
+            return
+        if self._paused:
+            self._add_paused(stats)
+            self._pause_done.set()
+            return
         self.stats = stats
         self.gone = True
         log.info(
@@ -215,6 +271,25 @@ class TranscodedOutput:
         )
         self.finished.set()
         self._on_finished(self)
+
+    def _add_paused(self, stats: SessionStats) -> None:
+        self.earlier_stats.append(stats)
+        log.info("%s: transcoding paused (publisher gone): %d packets, %d dropped (behind)",
+                 self.name, stats.packets_in, stats.dropped)
+
+    async def _end_paused(self) -> None:
+        """The end of a publish whose publisher dropped with a session running and never
+        came back: once that session has paused its rungs, they end, then the source."""
+        try:
+            await asyncio.wait_for(self._pause_done.wait(), END_TIMEOUT)
+        except TimeoutError:
+            log.warning("%s: the rungs did not pause within %.0f s", self.name, END_TIMEOUT)
+        for output in self.rungs.values():
+            output.end()
+        self.gone = True
+        self.finished.set()
+        self._on_finished(self)
+        await self._end_after_rungs()
 
     async def _end_after_rungs(self) -> None:
         try:
@@ -281,8 +356,8 @@ class TranscodePool:
             self.waiting.remove(output)
         if output in self.running:
             self.running.discard(output)
-            if output.stats is not None:
-                self.totals.add(output.stats)
+            for stats in [*output.earlier_stats, *filter(None, [output.stats])]:
+                self.totals.add(stats)
         while self.waiting and len(self.running) < self.capacity:
             self._start(self.waiting.pop(0))
 

@@ -403,6 +403,11 @@ class Packager:
         self._offset: int | None = None
         self._reordered = False
 
+    @property
+    def output(self) -> PackagerOutput:
+        """Where this packager writes (what it was made with)."""
+        return self._output
+
     # -- input --------------------------------------------------------------------------
 
     def metadata(self, metadata: StreamMetadata) -> None:

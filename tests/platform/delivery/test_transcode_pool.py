@@ -251,3 +251,87 @@ def test_each_publish_is_transcoded_with_its_channels_ladder_else_the_pools(
     assert seen["before"] == {"own": own, "default": LADDER}
     assert started == {"own": own, "default": LADDER, "upgraded": own}
     assert isinstance(seen["outputs"]["plain"], DeliveryOutput)  # no tap, no session
+
+
+@pytest.mark.parametrize("back_after", [0.0, 0.5], ids=["at-once", "after-half-a-second"])
+def test_a_reconnect_within_the_grace_carries_the_ladder_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clip: Clip, back_after: float,
+) -> None:
+    """An encoder's network blips: the connection drops, the publisher reconnects into
+    the same session (its packager parked in the grace, its clock restarting at zero).
+    The rung's playlist is paused, not ended, and carries on with the source's next
+    segment: one rendition, every segment of the source from the first to the last, cut
+    like the source's, with no end in between. At once (a takeover: the last session may
+    still be flushing) or half a second later."""
+    from delivery import transcoding
+    from delivery.segment_store import SegmentStore
+    from ingest.packaging import ReconnectGrace, packager_sink_factory
+
+    index = MemoryLiveIndex()
+    store = SegmentStore(FileSystemStorage(tmp_path, base_url="/media/"))
+    monkeypatch.setattr(transcoding, "live_index", lambda: index)
+    monkeypatch.setattr(transcoding, "segment_store", lambda: store)
+
+    async def paced_from(started: float, timestamp: int) -> None:
+        await asyncio.sleep(max(0.0, started + timestamp / 2000 - time.monotonic()))
+
+    async def scenario() -> dict[str, Any]:
+        async def never_over(_grant: Grant) -> bool:
+            return False
+
+        pool = transcoding.TranscodePool(1, LADDER, SETTINGS)
+        grace = ReconnectGrace(30.0, never_over)
+        factory = packager_sink_factory(pool.output_for, SETTINGS, grace=grace,
+                                        tap=pool.tap_for)
+        grant = Grant(995, "blip")
+        sink = factory(grant)
+        started = time.monotonic()
+        for packet in packets(clip, until=4000):
+            sink.media(packet)
+            await paced_from(started, packet.timestamp)
+        sink.end(EndReason.CONNECTION_LOST)
+        output = grace._parked[grant.session_id][1].output
+        await asyncio.sleep(back_after)
+        paused = await index.snapshot("s995", "120p30")
+        at_drop = await index.snapshot("s995", "source")
+        again = factory(replace(grant, resumed=True))
+        assert again._tap is output, "the reconnect's packets reach the ladder"
+        # The new connection's clock starts again at zero, with its own headers.
+        second = [*clip.headers(), *[
+            replace(p, timestamp=p.timestamp - 4000) for p in packets(clip, since=4000)]]
+        started = time.monotonic()
+        for packet in second:
+            again.media(packet)
+            await paced_from(started, packet.timestamp)
+        again.end(EndReason.PUBLISHER_STOPPED)  # parked again: it may still come back
+        grace.end_all()  # it does not: its grace ends (as at a shutdown)
+        for _ in range(500):
+            if output.source.worker.done():
+                break
+            await asyncio.sleep(0.02)
+        return {
+            "paused": paused,
+            "at_drop": at_drop,
+            "source": await index.snapshot("s995", "source"),
+            "rung": await index.snapshot("s995", "120p30"),
+            "running": len(pool.running),
+        }
+
+    seen = asyncio.run(scenario())
+    source, rung = seen["source"], seen["rung"]
+    assert seen["paused"] is not None
+    assert not seen["paused"].ended, "paused, not ended"
+    assert rung is not None
+    assert rung.ended
+    assert source.ended
+    source_msns = [s.msn for s in source.segments]
+    rung_msns = [s.msn for s in rung.segments]
+    assert rung_msns == source_msns, (rung_msns, source_msns)
+    assert not any(s.gap for s in rung.segments)
+    dropped_in = max(s.msn for s in seen["at_drop"].segments)
+    assert max(rung_msns) > dropped_in + 1, "the rung carried on after the reconnect"
+    for mine, theirs in zip(rung.segments, source.segments, strict=True):
+        assert [p.index for p in mine.parts] == [p.index for p in theirs.parts], mine.msn
+        assert abs(mine.duration - theirs.duration) < 1 / 30 + 0.002, mine.msn
+        assert mine.parts[0].independent
+    assert seen["running"] == 0
