@@ -240,7 +240,13 @@ def test_a_killed_transcode_worker_costs_each_rung_one_segment_at_most(tmp_path:
         assert not [e for e in hls_errors if e[2]], hls_errors  # nothing fatal
         last = [s for s in samples if s[0] > samples[-1][0] - 10]
         assert last[-1][1] - last[0][1] > 8, (samples[-60:], ranges[-60:], hls_errors)
-        assert {height for _, _, height in last} == {360}
+        # Still the rung, unless hls.js met the gap segment itself: it then fails over to
+        # a rendition without a gap there (the 480p source; its error controller does so
+        # on fragGap, pinned or not), which keeps the picture going too.
+        heights = {height for _, _, height in last}
+        failed_over = any(e[1] == "fragGap" for e in hls_errors)
+        assert heights == {360} or (failed_over and heights <= {360, 480}), (
+            heights, hls_errors)
         print(f"the player's longest stall: {_longest_stall(samples):.2f} s, holes skipped "
               f"{skipped}")
 
