@@ -220,12 +220,16 @@
       timer: setTimeout(dropStandby, 15000) };
   }
 
+  function unwatchStandby(spare) {
+    clearTimeout(spare.timer);
+    spare.element.removeEventListener("timeupdate", spare.ready);
+    spare.element.removeEventListener("waiting", spare.stalled);
+    spare.element.removeEventListener("seeking", spare.stalled);
+  }
+
   function dropStandby() {
     if (!standby) return;
-    clearTimeout(standby.timer);
-    standby.element.removeEventListener("timeupdate", standby.ready);
-    standby.element.removeEventListener("waiting", standby.stalled);
-    standby.element.removeEventListener("seeking", standby.stalled);
+    unwatchStandby(standby);
     standby.hls.destroy();
     standby.element.remove();
     standby = null;
@@ -233,10 +237,7 @@
 
   function swapIn(began) {
     const next = standby;
-    clearTimeout(next.timer);
-    next.element.removeEventListener("timeupdate", next.ready);
-    next.element.removeEventListener("waiting", next.stalled);
-    next.element.removeEventListener("seeking", next.stalled);
+    unwatchStandby(next);
     standby = null;
     const old = video, oldHls = player.hls;
     next.element.muted = old.muted;

@@ -91,21 +91,21 @@ def encode_source(path: Path, seconds: int) -> None:
     subprocess.run(command, check=True)
 
 
+def media_packet(frame: Frame, received_at: float = 0.0) -> MediaPacket:
+    return MediaPacket(
+        frame.kind,
+        frame.codec,
+        frame.timestamp,
+        frame.data,
+        keyframe=frame.keyframe,
+        composition_offset=frame.composition_offset,
+        received_at=received_at,
+    )
+
+
 def media_packets(clip: Clip, received_at: float = 0.0) -> list[MediaPacket]:
-    stream = clip.headers(clip.frames[0].timestamp)
-    stream += [
-        MediaPacket(
-            f.kind,
-            f.codec,
-            f.timestamp,
-            f.data,
-            keyframe=f.keyframe,
-            composition_offset=f.composition_offset,
-            received_at=received_at,
-        )
-        for f in clip.frames
-    ]
-    return stream
+    return [*clip.headers(clip.frames[0].timestamp),
+            *(media_packet(f, received_at) for f in clip.frames)]
 
 
 def run_golive(stream: Sequence[MediaPacket], rungs: Sequence[Rung], preset: str) -> Run:
@@ -185,17 +185,7 @@ def run_realtime(
         for header in clip.headers(clip.frames[0].timestamp):
             transcoder.push(header)
         for frame, wall in paced(clip, seconds):
-            transcoder.push(
-                MediaPacket(
-                    frame.kind,
-                    frame.codec,
-                    frame.timestamp,
-                    frame.data,
-                    keyframe=frame.keyframe,
-                    composition_offset=frame.composition_offset,
-                    received_at=wall,
-                )
-            )
+            transcoder.push(media_packet(frame, wall))
         stats = transcoder.end()
     finally:
         transcoder.close()
@@ -224,10 +214,7 @@ def run_concurrent(
             transcoder.push(header)
         for frame, wall in paced(clip, seconds):
             pushed[index] += 1
-            transcoder.push(MediaPacket(
-                frame.kind, frame.codec, frame.timestamp, frame.data, keyframe=frame.keyframe,
-                composition_offset=frame.composition_offset, received_at=wall,
-            ))
+            transcoder.push(media_packet(frame, wall))
 
     threads = [threading.Thread(target=feed, args=(i,)) for i in range(count)]
     try:
