@@ -47,22 +47,38 @@ log = logging.getLogger(__name__)
 PREFIX = "golive:slots:"
 MARGIN = 30.0  # s a claim may go unconfirmed by the database before it is dropped
 
+# ARGV: now (ms), the quota, the slots open to all, then per claim in order: the channel,
+# 1 for a partner, the transcode slots it may take (0: it has no ladder). Answers three
+# values per claim: outcome, slots held (this claim included when admitted), transcoded.
 _CLAIM = """
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'unsynced', 0, 0} end
-local member = ARGV[2]
-if redis.call('ZSCORE', KEYS[1], member) then
-  return {'exists', redis.call('ZCARD', KEYS[1]), 0}
+if redis.call('EXISTS', KEYS[3]) == 0 then return {'unsynced'} end
+local now, max_streams, open_to_all = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local answers = {}
+local function answer(outcome, held, transcoded)
+  answers[#answers + 1] = outcome
+  answers[#answers + 1] = held
+  answers[#answers + 1] = transcoded
 end
-local held = redis.call('ZCARD', KEYS[1])
-if held >= tonumber(ARGV[3]) then return {'capacity', held, 0} end
-if ARGV[5] == '0' and held >= tonumber(ARGV[4]) then return {'partner_reserve', held, 0} end
-redis.call('ZADD', KEYS[1], ARGV[1], member)
-local transcoded = 0
-if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[6]) then
-  redis.call('ZADD', KEYS[2], ARGV[1], member)
-  transcoded = 1
+for i = 4, #ARGV, 3 do
+  local member = ARGV[i]
+  local held = redis.call('ZCARD', KEYS[1])
+  if redis.call('ZSCORE', KEYS[1], member) then
+    answer('exists', held, 0)
+  elseif held >= max_streams then
+    answer('capacity', held, 0)
+  elseif ARGV[i + 1] == '0' and held >= open_to_all then
+    answer('partner_reserve', held, 0)
+  else
+    redis.call('ZADD', KEYS[1], now, member)
+    local transcoded = 0
+    if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[i + 2]) then
+      redis.call('ZADD', KEYS[2], now, member)
+      transcoded = 1
+    end
+    answer('admitted', held + 1, transcoded)
+  end
 end
-return {'admitted', held + 1, transcoded}
+return answers
 """
 
 _CLAIM_TRANSCODE = """
@@ -98,6 +114,16 @@ class LedgerUnavailable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A publish asking for a slot: its channel, whether a partner's, and how many
+    transcode slots the quota has for it (0 when its channel has no ladder)."""
+
+    channel_id: int
+    partner: bool
+    max_transcodes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     outcome: str  # admitted, capacity, partner_reserve, exists
     held: int  # slots held, this claim included when admitted
@@ -118,13 +144,30 @@ class SlotLedger:
         self, channel_id: int, *, max_streams: int, open_to_all: int, partner: bool,
         max_transcodes: int,
     ) -> Claim:
-        """Decides one publish. Rebuilds the ledger from the database first when Redis
-        has lost it. Raises LedgerUnavailable when Redis cannot be reached."""
-        args = [_now_ms(), channel_id, max_streams, open_to_all, int(partner), max_transcodes]
+        """Decides one publish (see `claim_many`)."""
+        return self.claim_many([ClaimRequest(channel_id, partner, max_transcodes)],
+                               max_streams=max_streams, open_to_all=open_to_all)[0]
+
+    def claim_many(
+        self, requests: Sequence[ClaimRequest], *, max_streams: int, open_to_all: int
+    ) -> list[Claim]:
+        """Decides publishes in the order given, in one atomic script (one round trip for
+        a batch the gatekeeper gathered): each sees the slots the ones before it took.
+        Rebuilds the ledger from the database first when Redis has lost it. Raises
+        LedgerUnavailable when Redis cannot be reached."""
+        if not requests:
+            return []
+        args: list[EncodableT] = [_now_ms(), max_streams, open_to_all]
+        for request in requests:
+            args += [request.channel_id, int(request.partner), request.max_transcodes]
         for _ in range(2):
-            outcome, held, transcoded = self._call(self._claim, args)
-            if outcome != b"unsynced":
-                return Claim(outcome.decode(), int(held), bool(transcoded))
+            answers = self._call(self._claim, args)
+            if answers[0] != b"unsynced":
+                return [
+                    Claim(outcome.decode(), int(held), bool(transcoded))
+                    for outcome, held, transcoded in zip(
+                        answers[::3], answers[1::3], answers[2::3], strict=True)
+                ]
             self.reconcile()
         raise LedgerUnavailable("the slot ledger could not be rebuilt")
 

@@ -7,13 +7,13 @@ on any number of ingest nodes are decided one at a time against the same counts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import cache
 from math import ceil, inf
 from typing import Any
 
@@ -36,7 +36,7 @@ from quotas.actions import get_quota
 from quotas.models import QUOTA_ROW_ID, ServerQuota, SlotLease
 from transcoder.ladder import SOURCE_ONLY
 
-from .actions import awaits_reconnect, find_channel_by_key
+from .actions import awaits_reconnect, find_channel_by_key, find_channels_by_keys
 from .ladders import effective_ladder, ladder_override
 from .models import Channel, LiveSession
 
@@ -66,12 +66,14 @@ def already_live() -> Refusal:
 def start_broadcast(request: PublishRequest) -> Grant | Refusal:
     """Admits a publish, opening its live session and taking a slot lease, or says why not.
 
-    Checks, in order: the key, the ban, a force stop's cool-down, then under the quota row
-    lock (so any number of ingest nodes decide one publish at a time, and leases never
-    outnumber the quota): one live session per channel, the concurrent-stream quota, the
-    slots reserved for partners (non-partners stop at quota minus reserve). Over the
-    transcode quota the stream is admitted source-only (`rebalance_transcodes` upgrades
-    it when a transcode slot frees). Every outcome is tallied for ops.
+    Checks, in order: the key, the ban, a force stop's cool-down, then the slot: one live
+    session per channel, the concurrent-stream quota, the slots reserved for partners
+    (non-partners stop at quota minus reserve). With the Redis slot ledger (a cluster)
+    the slot is decided atomically in Redis (`quotas.slots`); without it, under the quota
+    row lock, so any number of ingest nodes decide one publish at a time and leases never
+    outnumber the quota. Over the transcode quota the stream is admitted source-only
+    (`rebalance_transcodes` upgrades it when a transcode slot frees). Every outcome is
+    tallied for ops.
 
     The grant carries the channel's own ladder (`streams.ladders`), read with the key; a
     channel whose ladder has no rungs ("none") goes out source-only without taking a
@@ -81,16 +83,75 @@ def start_broadcast(request: PublishRequest) -> Grant | Refusal:
     (its slot was kept) when the reconnect reaches the same ingest node, which holds the
     session's packager; on another node the old session ends and a new one starts.
     """
-    result = _admit(request)
-    if isinstance(result, Refusal):
-        tally.count(tally.Result.REFUSED, result.reason)
-    return result
+    return start_broadcasts([request])[0]
 
 
-def _admit(request: PublishRequest) -> Grant | Refusal:
-    channel = find_channel_by_key(request.key)
-    if channel is None:
-        return unknown_key()
+def start_broadcasts(requests: Sequence[PublishRequest]) -> list[Grant | Refusal]:
+    """`start_broadcast` for publishes that arrived together, answered in their order: each
+    answer is the one it would have had alone, after the publishes before it. Their keys
+    are read in one statement, their slots claimed in one Redis call and their sessions
+    written in one statement, so a surge costs the database and Redis a few round trips
+    per batch (`streams.gatekeeper` gathers them), not per publish."""
+    if len(requests) > MAX_BATCH:
+        return [*start_broadcasts(requests[:MAX_BATCH]),
+                *start_broadcasts(requests[MAX_BATCH:])]
+    answers = _admit_all(requests)
+    for answer in answers:
+        if isinstance(answer, Refusal):
+            tally.count(tally.Result.REFUSED, answer.reason)
+    return answers
+
+
+# The most publishes decided together (the statements a batch builds grow with it).
+MAX_BATCH = 32
+
+
+def _admit_all(requests: Sequence[PublishRequest]) -> list[Grant | Refusal]:
+    channels = find_channels_by_keys([request.key for request in requests])
+    answers: list[Grant | Refusal | None] = [None] * len(requests)
+    quota: ServerQuota | None = None
+    claimable: list[int] = []
+    for i, channel in enumerate(channels):
+        if channel is None:
+            answers[i] = unknown_key()
+        elif (refusal := _refusal_for(channel)) is not None:
+            answers[i] = refusal
+        else:
+            quota = quota or get_quota()  # the row exists before it is locked
+            claimable.append(i)
+    ledger = slots.ledger()
+    locked = claimable
+    if ledger is not None and quota is not None:
+        # A broadcast waiting for its publisher is resumed under the lock.
+        by_ledger = [i for i in claimable if not awaits_reconnect(_channel(channels[i]))]
+        try:
+            decided = _admit_by_ledger([requests[i] for i in by_ledger],
+                                       [_channel(channels[i]) for i in by_ledger], quota, ledger)
+        except slots.LedgerUnavailable as error:
+            log.warning("slot ledger unavailable, deciding under the quota lock: %s", error)
+        else:
+            for i, answer in zip(by_ledger, decided, strict=True):
+                answers[i] = answer
+            locked = [i for i in claimable if i not in by_ledger]
+    for i in locked:
+        assert quota is not None
+        answers[i] = _admit_locked(requests[i], _channel(channels[i]), quota, ledger)
+    return [_answered(answer) for answer in answers]
+
+
+def _channel(channel: Channel | None) -> Channel:
+    assert channel is not None
+    return channel
+
+
+def _answered(answer: Grant | Refusal | None) -> Grant | Refusal:
+    assert answer is not None
+    return answer
+
+
+def _refusal_for(channel: Channel) -> Refusal | None:
+    """Why a known key's channel may not go live now, whatever the slots: a ban or a
+    force stop's cool-down."""
     if channel.is_banned:
         why = f": {channel.ban_reason}" if channel.ban_reason else "."
         return Refusal(RefusalCode.REJECTED, "banned", f"This channel is banned{why}")
@@ -104,15 +165,16 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
             f" {in_about(wait)}.",
             retry_after=ceil(wait),
         )
-    quota = get_quota()  # the row exists before it is locked
-    waiting = awaits_reconnect(channel)  # read with the key
-    ledger = slots.ledger()
-    if not waiting and ledger is not None:
-        try:
-            return _admit_by_ledger(request, channel, quota, ledger)
-        except slots.LedgerUnavailable as error:
-            log.warning("slot ledger unavailable, deciding under the quota lock: %s", error)
-    if not waiting:
+    return None
+
+
+def _admit_locked(
+    request: PublishRequest, channel: Channel, quota: ServerQuota,
+    ledger: slots.SlotLedger | None,
+) -> Grant | Refusal:
+    """Admission under the quota row lock: without Redis, when it cannot be reached, and
+    for a reconnect within the grace."""
+    if not awaits_reconnect(channel):
         # Plainly full: refused without queueing for the lock. A stale count can only
         # refuse a publish that came a moment too early; admissions are decided under
         # the lock below, so nothing is ever admitted over the quota.
@@ -139,7 +201,11 @@ def _admit(request: PublishRequest) -> Grant | Refusal:
                 transaction.on_commit(lambda: ledger.note(channel.pk, transcoded))
     except IntegrityError:
         return already_live()
-    log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session_id)
+    return _granted(channel, request.node, session_id, transcoded)
+
+
+def _granted(channel: Channel, node: str, session_id: int, transcoded: bool) -> Grant:
+    log.info("channel %s went live on %s (session %d)", channel.slug, node, session_id)
     return Grant(session_id, channel.slug, channel.is_partner, transcoded,
                  ladder=ladder_override(channel.transcode_ladder))
 
@@ -150,62 +216,106 @@ def wants_transcode(channel: Channel) -> bool:
 
 
 def _admit_by_ledger(
-    request: PublishRequest, channel: Channel, quota: ServerQuota, ledger: slots.SlotLedger
-) -> Grant | Refusal:
-    """The cluster's admission: the slot decided atomically in Redis (quotas.slots), then
-    the session and its lease written without the quota row lock. Raises
+    requests: Sequence[PublishRequest], channels: Sequence[Channel], quota: ServerQuota,
+    ledger: slots.SlotLedger,
+) -> list[Grant | Refusal]:
+    """The cluster's admission: the slots decided atomically in Redis (quotas.slots), then
+    the sessions and their leases written without the quota row lock. Raises
     LedgerUnavailable when Redis cannot be reached (the caller takes the lock instead)."""
-    claim = ledger.claim(
-        channel.pk, max_streams=quota.max_streams,
-        open_to_all=quota.max_streams - quota.partner_reserve, partner=channel.is_partner,
-        max_transcodes=quota.max_transcodes if wants_transcode(channel) else 0,
+    claims = ledger.claim_many(
+        [slots.ClaimRequest(channel.pk, channel.is_partner,
+                            quota.max_transcodes if wants_transcode(channel) else 0)
+         for channel in channels],
+        max_streams=quota.max_streams, open_to_all=quota.max_streams - quota.partner_reserve,
     )
-    if claim.outcome == "exists":
-        return already_live()
-    if claim.outcome == "capacity":
-        return _full(claim.held, claim.held - quota.max_streams + 1)
-    if claim.outcome == "partner_reserve":
-        return _partner_only(quota, claim.held - (quota.max_streams - quota.partner_reserve) + 1)
+    answers: list[Grant | Refusal] = []
+    admitted: list[tuple[int, Channel, bool]] = []
+    for claim, channel in zip(claims, channels, strict=True):
+        if claim.outcome == "exists":
+            answers.append(already_live())
+        elif claim.outcome == "capacity":
+            answers.append(_full(claim.held, claim.held - quota.max_streams + 1))
+        elif claim.outcome == "partner_reserve":
+            open_to_all = quota.max_streams - quota.partner_reserve
+            answers.append(_partner_only(quota, claim.held - open_to_all + 1))
+        else:
+            admitted.append((len(answers), channel, claim.transcoded))
+            answers.append(already_live())  # until its session is written
+    if not admitted:
+        return answers
+    node = requests[0].node
     try:
-        session_id = open_session(channel, request.node, claim.transcoded)
-    except IntegrityError:
-        ledger.release([channel.pk])
-        return already_live()
+        sessions = _open_claimed([(channel, transcoded) for _, channel, transcoded in admitted],
+                                 node)
     except BaseException:
-        ledger.release([channel.pk])
+        ledger.release([channel.pk for _, channel, _ in admitted])
         raise
-    # Outside the transaction: the hour's tally row is one row every admission updates.
-    tally.count(tally.Result.ADMITTED, "" if claim.transcoded else "source_only")
-    log.info("channel %s went live on %s (session %d)", channel.slug, request.node, session_id)
-    return Grant(session_id, channel.slug, channel.is_partner, claim.transcoded,
-                 ladder=ladder_override(channel.transcode_ladder))
+    pairs = list(zip(admitted, sessions, strict=True))
+    ledger.release([channel.pk for (_, channel, _), session_id in pairs if session_id is None])
+    for (i, channel, transcoded), session_id in pairs:
+        if session_id is not None:
+            # Outside the transaction: the hour's tally row is one row every admission updates.
+            tally.count(tally.Result.ADMITTED, "" if transcoded else "source_only")
+            answers[i] = _granted(channel, node, session_id, transcoded)
+    return answers
+
+
+def _open_claimed(admitted: list[tuple[Channel, bool]], node: str) -> list[int | None]:
+    """Writes the sessions of claimed slots: their ids, None for a channel that has an open
+    session already (the ledger did not know it: it is told to let the claim go)."""
+    try:
+        return list(open_sessions(admitted, node))
+    except IntegrityError:
+        if len(admitted) == 1:
+            return [None]
+    # One of them is live already: the others are written one by one.
+    written: list[int | None] = []
+    for channel, transcoded in admitted:
+        try:
+            written.append(open_session(channel, node, transcoded))
+        except IntegrityError:
+            written.append(None)
+    return written
 
 
 def open_session(channel: Channel, node: str, transcoded: bool) -> int:
     """Records an admitted publish: its live session and its slot lease, both or neither.
     Returns the session's id. Raises IntegrityError when the channel has an open session
     already (`one_live_session_per_channel`). Callers decide the slot first. The session
-    keeps the channel's ladder as it is now.
+    keeps the channel's ladder as it is now."""
+    return open_sessions([(channel, transcoded)], node)[0]
 
-    On PostgreSQL one statement (the lease's insert takes the session's id from the
-    session's, in a data-modifying WITH): it is on the way to the publisher's answer,
-    where the ORM's two saves in a transaction cost four round trips and ~1.4 ms of CPU.
+
+def open_sessions(admitted: Sequence[tuple[Channel, bool]], node: str) -> list[int]:
+    """`open_session` for several channels (each once, with whether it is transcoded), all
+    or none; their session ids in the same order.
+
+    On PostgreSQL one statement (the leases' insert takes the sessions' ids from the
+    sessions', in a data-modifying WITH): it is on the way to the publishers' answers,
+    where the ORM's saves in a transaction cost four round trips and ~1.4 ms of CPU each.
     """
-    session = LiveSession(channel=channel, ingest_node=node, transcoded=transcoded,
-                          transcode_ladder=channel.transcode_ladder)
-    lease = SlotLease(node=node, partner=channel.is_partner,
-                      expires_at=timezone.now() + lease_ttl())
+    expires_at = timezone.now() + lease_ttl()
+    sessions = [LiveSession(channel=channel, ingest_node=node, transcoded=transcoded,
+                            transcode_ladder=channel.transcode_ladder)
+                for channel, transcoded in admitted]
+    leases = [SlotLease(node=node, partner=channel.is_partner, expires_at=expires_at)
+              for channel, _ in admitted]
     if connection.vendor != "postgresql":
         with transaction.atomic():
-            session.save(force_insert=True)
-            lease.session = session
-            lease.save(force_insert=True)
-        return session.pk
+            for session, lease in zip(sessions, leases, strict=True):
+                session.save(force_insert=True)
+                lease.session = session
+                lease.save(force_insert=True)
+        return [session.pk for session in sessions]
+    values: list[Any] = []
+    for session in sessions:
+        values += _insert_values(session)
+    for session, lease in zip(sessions, leases, strict=True):
+        values += [session.channel_id, *_insert_values(lease)]
     with connection.cursor() as cursor:
-        cursor.execute(_open_session_sql(), [*_insert_values(session), *_insert_values(lease)])
-        row = cursor.fetchone()
-    assert row is not None
-    return int(row[0])
+        cursor.execute(_open_sessions_sql(len(sessions)), values)
+        ids = dict(cursor.fetchall())
+    return [int(ids[session.channel_id]) for session in sessions]
 
 
 def _inserted_fields(model: type[LiveSession] | type[SlotLease]) -> list[Field[Any, Any]]:
@@ -221,26 +331,41 @@ def _insert_values(instance: LiveSession | SlotLease) -> list[Any]:
     ]
 
 
-@cache
-def _open_session_sql() -> str:
-    # Built from the models, so a field added to either is written with its default.
+@functools.lru_cache(maxsize=MAX_BATCH)
+def _open_sessions_sql(count: int) -> str:
+    # Built from the models, so a field added to either is written with its default. Each
+    # lease row carries its session's channel, which matches it to its session's id (a
+    # channel is admitted once per statement); its values are cast to their columns'
+    # types, which a VALUES list outside an INSERT does not infer.
     quote = connection.ops.quote_name
 
-    def columns(model: type[LiveSession] | type[SlotLease]) -> tuple[str, str]:
-        fields = _inserted_fields(model)
-        return (", ".join(quote(field.column) for field in fields),
-                ", ".join("%s" for _ in fields))
+    def row(placeholders: list[str]) -> str:
+        return "(" + ", ".join(placeholders) + ")"
 
-    sessions, session_values = columns(LiveSession)
-    leases, lease_values = columns(SlotLease)
+    session_fields, lease_fields = _inserted_fields(LiveSession), _inserted_fields(SlotLease)
+    channel = LiveSession._meta.get_field("channel")
+    lease_types = [channel, *lease_fields]
+    session_row = row(["%s"] * len(session_fields))
+    lease_row = row([f"%s::{field.db_type(connection)}" if field is not channel
+                     else f"%s::{channel.rel_db_type(connection)}"  # type: ignore[attr-defined]
+                     for field in lease_types])
     session_table, lease_table = (quote(m._meta.db_table) for m in (LiveSession, SlotLease))
     session_pk, lease_pk = (quote(m._meta.pk.column) for m in (LiveSession, SlotLease))
+    channel_column = quote(channel.column)
+    lease_columns = [quote(field.column) for field in lease_fields]
     # Table and column names from the models, quoted; every value is bound.
     return (
-        f"WITH session AS (INSERT INTO {session_table} ({sessions})"  # noqa: S608
-        f" VALUES ({session_values}) RETURNING {session_pk})"
-        f" INSERT INTO {lease_table} ({lease_pk}, {leases})"
-        f" VALUES ((SELECT {session_pk} FROM session), {lease_values}) RETURNING {lease_pk}"
+        f"WITH session AS (INSERT INTO {session_table}"  # noqa: S608
+        f" ({', '.join(quote(field.column) for field in session_fields)})"
+        f" VALUES {', '.join([session_row] * count)}"
+        f" RETURNING {session_pk}, {channel_column}),"
+        f" lease_row ({channel_column}, {', '.join(lease_columns)}) AS"
+        f" (VALUES {', '.join([lease_row] * count)}),"
+        f" lease AS (INSERT INTO {lease_table} ({lease_pk}, {', '.join(lease_columns)})"
+        f" SELECT session.{session_pk}, {', '.join('lease_row.' + c for c in lease_columns)}"
+        f" FROM session JOIN lease_row USING ({channel_column}) RETURNING {lease_pk})"
+        f" SELECT {channel_column}, {session_pk} FROM session"
+        f" JOIN lease ON lease.{lease_pk} = session.{session_pk}"
     )
 
 

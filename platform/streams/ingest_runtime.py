@@ -106,6 +106,9 @@ class PlatformIngest(IngestServer):
             self.grace.end_all()
             await self.platform.workers.wrap(broadcasts.conclude_graces)(settings.GOLIVE_NODE_NAME)
         await self.platform.workers.wrap(write_deferred)()
+        if settings.GOLIVE_DEFER_ADMISSION_WRITES:
+            # The process's later admissions (none, or another ingest's) write their own.
+            defer_admission_writes(False)
         await self.platform.aclose()
         if isinstance(self.key_attempts, RedisKeyAttemptStore):
             await self.key_attempts.aclose()
@@ -179,13 +182,13 @@ async def open_worker_connections(platform: PlatformGatekeeper) -> None:
     )
 
 
-def defer_admission_writes() -> None:
+def defer_admission_writes(on: bool = True) -> None:
     """Admissions in this process leave their tally counts and key uses for the
     housekeeping to write (`write_deferred`): each would otherwise be a write and a commit
     on the way to the publisher's answer, and the tally's on a row every admission
-    shares."""
-    tally.defer()
-    actions.defer_key_uses()
+    shares. Off again (``on=False``, after a last `write_deferred`) when the ingest stops."""
+    tally.defer(on)
+    actions.defer_key_uses(on)
 
 
 def write_deferred() -> None:

@@ -90,6 +90,25 @@ def test_the_first_claims_get_transcode_slots_and_a_live_channel_is_not_claimed_
     assert claim(ledger, 0, transcodes=2).transcoded
 
 
+def test_claims_decided_together_are_decided_in_order_each_after_the_ones_before(
+    ledger,
+) -> None:
+    """One script for a batch: the same answers as one claim after another."""
+    asked = [slots.ClaimRequest(1, False, 2), slots.ClaimRequest(2, False, 2),
+             slots.ClaimRequest(1, False, 2),  # the same channel again, in the same call
+             slots.ClaimRequest(3, False, 0),  # no ladder: no transcode slot
+             slots.ClaimRequest(4, False, 2), slots.ClaimRequest(5, False, 2),
+             slots.ClaimRequest(6, True, 2), slots.ClaimRequest(7, True, 2)]
+    claims = ledger.claim_many(asked, max_streams=5, open_to_all=4)
+    assert [(c.outcome, c.held, c.transcoded) for c in claims] == [
+        ("admitted", 1, True), ("admitted", 2, True), ("exists", 2, False),
+        ("admitted", 3, False), ("admitted", 4, False), ("partner_reserve", 4, False),
+        ("admitted", 5, False), ("capacity", 5, False),
+    ]
+    assert ledger.counts() == (5, 2)
+    assert ledger.claim_many([], max_streams=5, open_to_all=4) == []
+
+
 def test_reconciling_adds_every_lease_and_drops_claims_no_lease_confirmed(
     ledger, monkeypatch, alice
 ) -> None:
@@ -241,3 +260,92 @@ def test_concurrent_admissions_on_many_threads_admit_exactly_the_quota_each_with
     assert sorted(SlotLease.objects.values_list("session_id", flat=True)) == sorted(
         g.session_id for g in grants)
     assert cluster.counts() == (15, 4)
+
+
+def _outcome(answer: Grant | Refusal) -> tuple[str, bool]:
+    if isinstance(answer, Grant):
+        return "granted", answer.transcode
+    return answer.reason, False
+
+
+BATCH_EXPECTED = [
+    ("granted", True), ("unknown_key", False), ("already_live", False), ("banned", False),
+    ("granted", True), ("granted", False), ("granted", False), ("partner_reserve", False),
+    ("granted", False), ("capacity", False),
+]
+
+
+def _batch_of_publishes() -> list[PublishRequest]:
+    """Ten publishes against a quota of 5 (1 kept for partners, 2 transcode slots): a
+    stranger's key, one channel twice, a banned one, a non-partner past the reserve."""
+    from streams.actions import set_banned
+
+    set_quota(actor=None, source=QuotaChange.Source.COMMAND, reason="test", max_streams=5,
+              max_transcodes=2, partner_reserve=1)
+    ann, ben, cat, dan, eve, fay = (make_streamer(n).key for n in
+                                    ("ann", "ben", "cat", "dan", "eve", "fay"))
+    pat, pia = (make_streamer(n, partner=True).key for n in ("pat", "pia"))
+    banned = make_streamer("mallory")
+    set_banned(banned.channel, True, reason="spam")
+    keys = [ann, "gl_aaaaaaaa_" + "0" * 32, ann, banned.key, ben, cat, dan, eve, pat, pia]
+    del fay
+    return [PublishRequest("live", key, "198.51.100.7", "ingest-a") for key in keys]
+
+
+def test_publishes_decided_together_through_the_ledger_are_answered_as_one_by_one_in_four_queries(
+    cluster, django_assert_num_queries,
+) -> None:
+    from quotas import tally
+    from streams.ingest_runtime import defer_admission_writes
+
+    requests = _batch_of_publishes()
+    cluster.reconcile()
+    # As the ingest does: the tally and key uses wait, the pace of ends is kept a while.
+    defer_admission_writes()
+    broadcasts.keep_pace_for(60)
+    try:
+        # The keys, the quota row, the ends that pace the refusals' wait estimates, the
+        # sessions with their leases.
+        with django_assert_num_queries(4):
+            answers = broadcasts.start_broadcasts(requests)
+    finally:
+        broadcasts.keep_pace_for(0)
+        defer_admission_writes(False)
+        tally.flush()
+    assert [_outcome(a) for a in answers] == BATCH_EXPECTED
+    grants = [a for a in answers if isinstance(a, Grant)]
+    assert sorted(SlotLease.objects.values_list("session_id", flat=True)) == sorted(
+        g.session_id for g in grants)
+    live = LiveSession.objects.filter(ended_at__isnull=True)
+    assert {(s.pk, s.channel.slug, s.transcoded) for s in live} == {
+        (g.session_id, g.channel, g.transcode) for g in grants}
+    assert cluster.counts() == (5, 2)
+
+
+def test_publishes_one_by_one_through_the_ledger_give_the_same_answers(cluster) -> None:
+    requests = _batch_of_publishes()
+    assert [_outcome(broadcasts.start_broadcast(r)) for r in requests] == BATCH_EXPECTED
+
+
+def test_publishes_decided_together_under_the_quota_lock_give_the_same_answers(
+    transactional_db: None, settings: Any,
+) -> None:
+    settings.REDIS_URL = ""
+    requests = _batch_of_publishes()
+    assert [_outcome(a) for a in broadcasts.start_broadcasts(requests)] == BATCH_EXPECTED
+    assert SlotLease.objects.count() == 5
+
+
+def test_a_channel_live_without_the_ledger_knowing_is_refused_and_its_batch_admitted(
+    cluster,
+) -> None:
+    """The batch's one statement fails on the live channel's session: the others are
+    written one by one, and the ledger lets the refused claim go."""
+    ann, ben, cat = (make_streamer(n) for n in ("ann", "ben", "cat"))
+    cluster.reconcile()
+    broadcasts.open_session(ben.channel, "ingest-b", transcoded=False)  # not claimed
+    answers = broadcasts.start_broadcasts(
+        [PublishRequest("live", p.key, "198.51.100.7", "ingest-a") for p in (ann, ben, cat)])
+    assert [_outcome(a)[0] for a in answers] == ["granted", "already_live", "granted"]
+    assert LiveSession.objects.filter(ended_at__isnull=True).count() == 3
+    assert cluster.counts()[0] == 2  # ann's and cat's claims; ben's was let go

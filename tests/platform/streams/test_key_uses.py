@@ -60,3 +60,35 @@ def test_in_the_ingest_a_use_waits_for_the_housekeeping_and_a_wrong_key_is_never
     assert all((before - k.last_used_at).total_seconds() < 5 for k in stamped)
     with django_assert_num_queries(0):
         write_deferred()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ingest_that_stopped_leaves_its_process_writing_at_once(settings) -> None:
+    from ingest.server import IngestConfig
+    from ingest.sink import NullSink
+    from quotas import tally
+    from quotas.models import AdmissionTally
+    from streams.gatekeeper import PlatformGatekeeper
+    from streams.ingest_runtime import PlatformIngest
+    from tests.ingest.harness import LoopThread
+
+    settings.GOLIVE_DEFER_ADMISSION_WRITES = True
+    gatekeeper = PlatformGatekeeper()
+    server = PlatformIngest(gatekeeper, lambda grant: NullSink(), IngestConfig(node="node-a"))
+    server.platform = gatekeeper
+    loop = LoopThread()
+    try:
+        loop.call(server.start("127.0.0.1", 0))
+        tally.count("refused", "capacity")
+        assert not AdmissionTally.objects.exists()  # left for the housekeeping
+        loop.call(server.stop(1))
+    finally:
+        loop.close()
+    assert AdmissionTally.objects.get().count == 1  # the stop's last write
+    tally.count("refused", "capacity")
+    StreamKey.objects.update(last_used_at=None)
+    alice = make_streamer("alice")
+    assert actions.find_channel_by_key(alice.key) == alice.channel
+    # Written at once, as in any other process: nothing is left in memory.
+    assert AdmissionTally.objects.get().count == 2
+    assert last_used(alice.channel) is not None
