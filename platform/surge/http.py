@@ -44,6 +44,7 @@ class Connection(asyncio.Protocol):
         self._length = -1  # body length once known; -2: chunked
         self._body_start = 0
         self.closed = False
+        self.answered = 0  # responses read on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -90,6 +91,7 @@ class Connection(asyncio.Protocol):
         assert self._head is not None
         status, headers = self._head
         self._head = None
+        self.answered += 1
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(
                 Response(status, headers, body, self._sent_at, self._first_at, now, time.time())
@@ -165,6 +167,14 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(HTTPError(f"the connection closed: {exc or 'by the server'}"))
+
+    @property
+    def closed_while_idle(self) -> bool:
+        """Closed before any byte of the request in flight, after answering others: the
+        server let the kept-alive connection go (Varnish's `timeout_idle`) as the request
+        was being sent. A browser sends such a request again on a new connection (RFC
+        9110, 9.2.2: GET is idempotent), not as an error."""
+        return self.closed and self.answered > 0 and not self._first_at
 
     def close(self) -> None:
         self.closed = True

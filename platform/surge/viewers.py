@@ -159,7 +159,9 @@ class Viewer:
         ceiling = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** (failures - 1))
         return ceiling * (0.5 + self.rng.random() / 2)
 
-    async def _get(self, which: str, path: str, kind: str, limit: float) -> Response:
+    async def _get(
+        self, which: str, path: str, kind: str, limit: float, again: bool = True
+    ) -> Response:
         connection = await self._connection(which)
         self.figures.requests[kind] += 1
         # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
@@ -171,6 +173,9 @@ class Viewer:
             connection.close()  # its answer may still come: the connection cannot be reused
             raise _Failed(f"timeout {kind}") from None
         except HTTPError:
+            if again and connection.closed_while_idle:
+                self.figures.requests["sent again"] += 1
+                return await self._get(which, path, kind, limit, again=False)
             raise _Failed(f"connection {kind}") from None
         if response.status != 200:
             raise _Failed(f"{response.status} {kind}", _retry_after(response))
@@ -243,7 +248,9 @@ class Viewer:
                 self._part_conn = connection
         return connection
 
-    async def _next_part(self, media_path: str, playlist: MediaPlaylist) -> MediaPlaylist:
+    async def _next_part(
+        self, media_path: str, playlist: MediaPlaylist, again: bool = True
+    ) -> MediaPlaylist:
         """One blocking reload for the part after the last listed, and that part (the
         preload hint) at the same time; then any listed part not fetched yet (a hint
         names a part that may never exist: the segment can end before it, and the next
@@ -276,6 +283,15 @@ class Viewer:
             raise _Failed("timeout blocking_playlist" if not reload.done()
                           else "timeout part") from None
         except HTTPError:
+            if again and any(c is not None and c.closed_while_idle
+                             for c in (playlist_conn, part_conn)):
+                # Both again, on new connections where closed (see `closed_while_idle`);
+                # the other's answer, if still coming, is not waited for.
+                for request, connection in ((reload, playlist_conn), (part, part_conn)):
+                    if request is not None and not request.done() and connection is not None:
+                        connection.close()
+                self.figures.requests["sent again"] += 1
+                return await self._next_part(media_path, playlist, again=False)
             raise _Failed("connection") from None
         if answer.status != 200:
             raise _Failed(f"{answer.status} blocking_playlist", _retry_after(answer))

@@ -180,3 +180,53 @@ def test_publishes_come_from_loopback_addresses_in_turn(start_ingest) -> None:
     assert sorted(gatekeeper.addresses) == ["127.1.0.1", "127.1.0.1", "127.1.0.2", "127.1.0.3"]
     with pytest.raises(ValueError, match="loopback"):
         asyncio.run(publishers.surge(["rtmp://192.0.2.1/live"], keys, 1, 0, addresses=2))
+
+
+def test_a_request_on_a_connection_the_edge_closed_while_idle_is_sent_again_once() -> None:
+    """As a browser does (RFC 9110, 9.2.2): the edge's idle timeout can close a kept-alive
+    connection as the next request goes out; that is no viewer error. A connection that
+    closes on its first request is one."""
+    import random
+
+    from surge.playlist import PlaylistCache
+    from surge.viewers import Figures, Viewer, _Failed
+
+    async def scenario() -> None:
+        answered_first_only = 0
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal answered_first_only
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next one: closed unanswered
+            answered_first_only += 1
+            writer.close()
+
+        async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        for handler, expect_failure in ((serve, False), (refuse, True)):
+            server = await asyncio.start_server(handler, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            figures = Figures()
+            viewer = Viewer(Target("127.0.0.1", port, "/m.m3u8"), figures, PlaylistCache(),
+                            measure_from=0.0, switch_every=0.0, rng=random.Random(1))
+            if expect_failure:
+                with pytest.raises(_Failed, match="connection master"):
+                    await viewer._get("playlist", "/m.m3u8", "master", 2.0)
+                assert figures.requests["sent again"] == 0
+            else:
+                first = await viewer._get("playlist", "/m.m3u8", "master", 2.0)
+                second = await viewer._get("playlist", "/m.m3u8", "master", 2.0)
+                assert (first.body, second.body) == (b"ok", b"ok")
+                assert figures.requests["sent again"] == 1
+                assert answered_first_only == 1
+            for connection in (viewer._playlist_conn, viewer._part_conn):
+                if connection is not None:
+                    connection.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
