@@ -1,8 +1,8 @@
 """The write path for live sessions: admit a publish, record its health, end it.
 
-Called by the ingest through `streams.gatekeeper` (one call per publish, per heartbeat,
-per end; never per packet). Admission takes the quota row lock, so concurrent publishes
-on any number of ingest nodes are decided one at a time against the same counts.
+Called by the ingest through `streams.gatekeeper` (one call per batch of publishes, per
+heartbeat, per end; never per packet). Admission decides each slot atomically for every
+ingest node: in Redis (the slot ledger) in a cluster, under the quota row lock without it.
 """
 
 from __future__ import annotations
@@ -344,11 +344,9 @@ def _open_sessions_sql(count: int) -> str:
 
     session_fields, lease_fields = _inserted_fields(LiveSession), _inserted_fields(SlotLease)
     channel = LiveSession._meta.get_field("channel")
-    lease_types = [channel, *lease_fields]
     session_row = row(["%s"] * len(session_fields))
-    lease_row = row([f"%s::{field.db_type(connection)}" if field is not channel
-                     else f"%s::{channel.rel_db_type(connection)}"  # type: ignore[attr-defined]
-                     for field in lease_types])
+    # A foreign key's type is its target's (bigint for the channel's id).
+    lease_row = row([f"%s::{field.db_type(connection)}" for field in (channel, *lease_fields)])
     session_table, lease_table = (quote(m._meta.db_table) for m in (LiveSession, SlotLease))
     session_pk, lease_pk = (quote(m._meta.pk.column) for m in (LiveSession, SlotLease))
     channel_column = quote(channel.column)

@@ -22,7 +22,7 @@ from streams.models import LiveSession
 from tests.support.personas import make_streamer
 from tests.support.services import REQUIRE_SERVICES
 
-REDIS = "redis://127.0.0.1:6379/13"
+REDIS = "redis://127.0.0.1:6379/11"  # not the live stack's (13): a bench may be running
 PREFIX = "golive-test:slots:"
 
 
