@@ -136,6 +136,7 @@
         if (data.fatal && standby && standby.hls === hls) dropStandby();
         return;
       }
+      if (data.details === window.Hls.ErrorDetails.FRAG_GAP) lostChosen(hls);
       if (!data.fatal) return;
       if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) {
         telemetry.errors.media += 1;
@@ -353,14 +354,66 @@
     const hls = player.hls;
     if (!hls) return;
     const level = Number(quality.value);
+    kept = level < 0 ? null : { hls: hls, level: level, lost: false, checking: false };
     if (level < 0 || !hls.media || hls.media.readyState < 2) {
       chosen = null; // automatic, or nothing plays yet: at once
       hls.nextLevel = level;
       return;
     }
+    chooseAtSegmentStart(hls, level);
+  });
+  function chooseAtSegmentStart(hls, level) {
     chosen = { hls: hls, level: level };
     hls.loadLevel = hls.loadLevel; // manual from now, on the rendition being loaded
-  });
+  }
+
+  // The rendition a viewer chose stays theirs. When it has a gap (its transcoder
+  // restarted: EXT-X-GAP), hls.js plays a rendition without one there and turns automatic
+  // (its error controller sets loadLevel to -1), while the menu still shows the choice.
+  // So the page then reads the chosen rendition's playlist every RETURN_CHECK_MS (the bare
+  // playlist: an edge answers it from cache) and, once its newest segment is whole, goes
+  // back to it where a segment starts, as a choice in the menu does.
+  const RETURN_CHECK_MS = 2000;
+  let kept = null;
+  player.returns = 0;
+  function lostChosen(hls) {
+    if (kept && kept.hls === hls) kept.lost = true;
+  }
+  setInterval(function () {
+    const hls = player.hls;
+    if (!kept || !kept.lost || kept.checking) return;
+    if (kept.hls !== hls) { kept = null; return; } // another player: the menu was reset
+    const level = hls.levels[kept.level];
+    if (!level) { kept = null; return; }
+    const wanted = kept;
+    wanted.checking = true;
+
+    const abort = new AbortController(); // a look that never answers must not stop the next
+    const deadline = setTimeout(function () { abort.abort(); }, RETURN_CHECK_MS);
+    fetch(level.uri, { credentials: "same-origin", signal: abort.signal }).then(function (response) {
+      return response.ok ? response.text() : "";
+    }).then(function (text) {
+      clearTimeout(deadline);
+      wanted.checking = false;
+      if (kept !== wanted || player.hls !== wanted.hls || !liveEdgeHasNoGap(text)) return;
+      wanted.lost = false;
+      player.returns += 1;
+      chooseAtSegmentStart(wanted.hls, wanted.level);
+    }, function () { clearTimeout(deadline); wanted.checking = false; });
+  }, RETURN_CHECK_MS);
+  // Whole again: its newest complete segment is no gap, nor any part listed after it.
+  function liveEdgeHasNoGap(text) {
+    const lines = text.split("\n");
+    let last = -1;
+    for (let i = lines.length; i--; ) {
+      if (lines[i].indexOf("#EXTINF") === 0) { last = i; break; }
+    }
+    if (last < 0 || (last > 0 && lines[last - 1].indexOf("#EXT-X-GAP") === 0)) return false;
+    for (let i = last + 1; i < lines.length; i++) {
+      if (lines[i].indexOf("#EXT-X-PART:") === 0 && lines[i].indexOf("GAP=YES") >= 0) return false;
+    }
+    return true;
+  }
   function switchWhereSegmentsStart(hls, data) {
     if (!chosen || chosen.hls !== hls || data.frag.type !== "main") return;
     if (data.part && data.part.index !== 0) return;

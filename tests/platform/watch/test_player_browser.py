@@ -2,6 +2,8 @@
 ffmpeg publishing:
 - a past broadcast plays with nothing drawn over it (the offline notice hidden);
 - the quality menu shows only with two renditions or more;
+- a chosen rendition that meets a gap (hls.js fails over, automatic) is chosen again once
+  its live edge has no gap;
 - through an origin outage (503s with Retry-After, then refused connections) the player
   backs off with jitter, without hammering, and plays again when the origin is back;
 - every character of the pages is drawn from an installed font (the chat's moderation
@@ -11,6 +13,7 @@ ffmpeg publishing:
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -133,7 +136,10 @@ def two_renditions(route: Any) -> None:
     what the player gets once the transcoder's ladder exists."""
     response = route.fetch()
     lines = response.text().splitlines()
-    at = next(n for n, line in enumerate(lines) if line.startswith("#EXT-X-STREAM-INF"))
+    at = next((n for n, line in enumerate(lines) if line.startswith("#EXT-X-STREAM-INF")), None)
+    if at is None:  # not a multivariant playlist (a 304, an error): as it came
+        route.fulfill(response=response)
+        return
     low = re.sub(r"BANDWIDTH=\d+", "BANDWIDTH=300000", lines[at])
     low = re.sub(r"RESOLUTION=\d+x\d+", "RESOLUTION=320x180", low)
     uri = lines[at + 1]
@@ -167,6 +173,96 @@ def test_the_quality_menu_shows_only_with_two_renditions_or_more(platform, brows
                              " && hls.levels[hls.currentLevel].height === 180; })()",
                              timeout=20_000)  # the player switched to the chosen rung
     double.close()
+
+
+def with_gap(text: str, gap_from: int | None) -> tuple[str, int]:
+    """The media playlist with every segment from ``gap_from`` on (default: the one being
+    built) marked as a gap, its parts too: what a rung whose transcoder restarted lists."""
+    lines = text.splitlines()
+    msn = next(int(line.split(":")[1]) for line in lines
+               if line.startswith("#EXT-X-MEDIA-SEQUENCE:"))
+    msn += sum(int(line.split("=")[1]) for line in lines  # a delta update (_HLS_skip)
+               if line.startswith("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+    segments = sum(1 for line in lines if line.startswith("#EXTINF"))
+    first = msn + segments if gap_from is None else gap_from
+    out = []
+    for line in lines:
+        if line.startswith("#EXT-X-PART:") and msn >= first:
+            line += ",GAP=YES"
+        elif line.startswith("#EXTINF") and msn >= first:
+            out.append("#EXT-X-GAP")
+        elif line and not line.startswith("#"):
+            msn += 1  # a segment's URI ends it
+        out.append(line)
+    return "\n".join(out) + "\n", first
+
+
+def test_a_chosen_rendition_that_meets_a_gap_is_played_again_once_it_is_back(
+    platform, browser, live,
+) -> None:
+    """hls.js fails a viewer over from a rendition with a gap (EXT-X-GAP, as a rung whose
+    transcoder restarted lists) and turns automatic; the menu still shows the viewer's
+    choice, so the page takes them back to it once its live edge has no gap."""
+    base = platform["base"]
+    gap: dict[str, Any] = {"until": 0.0, "from": None, "served": 0}
+
+    def low_rung(route: Any) -> None:
+        try:
+            response = route.fetch()
+            body = response.text()
+        except Exception:  # hls.js gave the request up (a level switch) as it was fetched
+            with contextlib.suppress(Exception):
+                route.abort()
+            return
+        if time.monotonic() < gap["until"]:
+            body, gap["from"] = with_gap(body, gap["from"])
+            gap["served"] += 1
+        route.fulfill(response=response, body=body)
+
+    page = browser.new_page()
+    page.route("**/live/demo/master.m3u8", two_renditions)
+    page.route(re.compile(r"rung=low"), low_rung)
+    page.goto(f"{base}/c/demo")
+    playing(page)
+    labels = page.eval_on_selector_all("#quality option", "options => options.map(o => o.text)")
+    low = next(n for n, label in enumerate(labels) if label.startswith("180p")) - 1
+    page.select_option("#quality", str(low))
+    on_low = ("(() => { const hls = window.golivePlayer.hls; return hls.currentLevel >= 0"
+              " && hls.levels[hls.currentLevel].height === 180 && !hls.autoLevelEnabled; })()")
+    page.wait_for_function(on_low, timeout=20_000)
+    page.evaluate("""() => { window.gapSeen = [];
+        window.golivePlayer.hls.on("hlsError", (_e, d) => {
+            if (d.details === "fragGap") window.gapSeen.push(performance.now()); }); }""")
+    playing(page, page.evaluate("window.golivePlayer.video.currentTime") + 2)
+
+    gap["until"] = time.monotonic() + 8  # four segments' worth of the rung is a gap
+    page.wait_for_function("window.gapSeen.length > 0", timeout=20_000)
+    page.wait_for_function("!window.golivePlayer.hls.levels[window.golivePlayer.hls.currentLevel]"
+                           " || window.golivePlayer.hls.levels[window.golivePlayer.hls"
+                           ".currentLevel].height !== 180", timeout=20_000)
+    failed_over = time.monotonic()
+    # Back on the chosen rung, chosen again (not automatic), and playing.
+    try:
+        page.wait_for_function(on_low, timeout=30_000)
+    except Exception as error:
+        state = page.evaluate("""() => { const p = window.golivePlayer, h = p.hls;
+            return {returns: p.returns, level: h.currentLevel, auto: h.autoLevelEnabled,
+                    errors: p.errors.slice(-6), playing: p.video.currentTime}; }""")
+        raise AssertionError(f"not back on the chosen rung: {state}") from error
+    back_after = time.monotonic() - max(failed_over, gap["until"])
+    returns = page.evaluate("window.golivePlayer.returns")
+    start_time = page.evaluate("window.golivePlayer.video.currentTime")
+    page.wait_for_timeout(3000)
+    advanced = page.evaluate("window.golivePlayer.video.currentTime") - start_time
+    quality = page.eval_on_selector("#quality", "select => select.value")
+    page.unroute_all(behavior="ignoreErrors")
+    page.close()
+    print(f"\nrung gapped from segment {gap['from']} in {gap['served']} playlists; back on it"
+          f" {back_after:.1f} s after it was whole again ({returns} return)")
+    assert gap["served"] > 0
+    assert returns >= 1
+    assert quality == str(low)  # the menu told the truth all along
+    assert advanced > 2
 
 
 ORIGIN_PATH = re.compile(r"^/(live|media)/")
