@@ -92,15 +92,7 @@ def encode_source(path: Path, seconds: int) -> None:
 
 
 def media_packet(frame: Frame, received_at: float = 0.0) -> MediaPacket:
-    return MediaPacket(
-        frame.kind,
-        frame.codec,
-        frame.timestamp,
-        frame.data,
-        keyframe=frame.keyframe,
-        composition_offset=frame.composition_offset,
-        received_at=received_at,
-    )
+    return frame.packet(received_at=received_at)
 
 
 def media_packets(clip: Clip, received_at: float = 0.0) -> list[MediaPacket]:

@@ -52,6 +52,16 @@ class Frame:
     composition_offset: int
     received_at: float
 
+    def packet(self, data: bytes | memoryview | None = None,
+               received_at: float | None = None) -> MediaPacket:
+        """The frame as the ingest hands it on (its own payload unless ``data`` is given,
+        its own arrival unless ``received_at`` is)."""
+        return MediaPacket(
+            self.kind, self.codec, self.timestamp, self.data if data is None else data,
+            keyframe=self.keyframe, composition_offset=self.composition_offset,
+            received_at=self.received_at if received_at is None else received_at,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Clip:
@@ -252,17 +262,7 @@ def feed(packager: Packager, clip: Clip, headers: bool = True, end: bool = True)
     for frame in clip.frames:
         size = len(frame.data)
         buffer[:size] = frame.data
-        packager.push(
-            MediaPacket(
-                frame.kind,
-                frame.codec,
-                frame.timestamp,
-                memoryview(buffer)[:size],
-                keyframe=frame.keyframe,
-                composition_offset=frame.composition_offset,
-                received_at=frame.received_at,
-            )
-        )
+        packager.push(frame.packet(memoryview(buffer)[:size]))
         buffer[:size] = bytes(size)
     if end:
         packager.end()

@@ -191,17 +191,7 @@ def test_a_part_is_emitted_only_once_all_its_samples_are_in(clip: Clip) -> None:
     latest = {TrackKind.VIDEO: -1, TrackKind.AUDIO: -1}
     seen_when_emitted: list[dict[TrackKind, int]] = []
     for frame in clip.frames:
-        packager.push(
-            MediaPacket(
-                frame.kind,
-                frame.codec,
-                frame.timestamp,
-                frame.data,
-                keyframe=frame.keyframe,
-                composition_offset=frame.composition_offset,
-                received_at=frame.received_at,
-            )
-        )
+        packager.push(frame.packet())
         latest[frame.kind] = frame.timestamp
         while len(seen_when_emitted) < len(output.parts):
             seen_when_emitted.append(dict(latest))
