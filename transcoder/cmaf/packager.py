@@ -552,7 +552,7 @@ class Packager:
             elif packet.composition_offset != self._offset:
                 self._reordered = True
             if not self._reordered:
-                dts = self._on_cut(dts)
+                dts = self._on_cut(dts, track)
         sample = Sample(
             bytes(packet.data),
             dts,
@@ -761,7 +761,7 @@ class Packager:
         last = self._last_cut
         return last is None or pending.dts >= last.end  # both in 90 kHz ticks
 
-    def _on_cut(self, dts: int) -> int:
+    def _on_cut(self, dts: int, track: _Track) -> int:
         """A frame that would start the leader's next part late starts it on time: when
         frames before it were shed (or the millisecond clocks round apart), it is moved
         back to the cut's start, so the part before ends exactly where the leader's did
@@ -769,10 +769,20 @@ class Packager:
         the frame before it would otherwise be held as long. Only into a known next cut
         that follows on without a gap, never across one, and only while frames present in
         decode order (a transcoder's rungs have no B-frames): moved back past a reordered
-        frame, a frame would present before it."""
+        frame, a frame would present before it.
+
+        When the next cut is not known yet (this rendition runs ahead of the leader's
+        packager, which gives a part's cut only once the part's audio is in), a frame
+        less than half a frame past the cut's end is moved back too: it is the frame the
+        leader cut at, late only by the roundings (a transcoder's frames come up to 2 ms
+        after the source's). The leader's cuts follow on without a gap (a lost cut drops
+        such a frame either way), so it starts the next part on time once that cut
+        comes."""
         cut = self._cut
-        if cut is None or dts <= cut.end or not self._cuts:
+        if cut is None or dts <= cut.end:
             return dts
+        if not self._cuts:
+            return cut.end if 2 * (dts - cut.end) < track.estimate() else dts
         following = self._cuts[0]
         if following.start == cut.end and dts < following.end:
             return cut.end

@@ -274,3 +274,47 @@ def test_a_follower_that_shed_frames_still_ends_each_part_where_the_leader_did(
     video, _ = decode(whole)
     assert len(video) == len([p for p in kept if p.kind is TrackKind.VIDEO
                               and not p.sequence_header])
+
+
+def test_a_follower_ahead_of_the_leaders_cuts_still_ends_each_part_where_the_leader_did(
+    source: Clip,
+) -> None:
+    """A transcoder's frames come 0 to 2 ms after the source's (`_SLACK_MS` in the
+    session), and a rung can run ahead of the source's packager, which gives a part's
+    cut only once the part's audio is in. The frame that starts the leader's next part
+    then arrives before that part's cut: it still starts the part on time, so no part
+    runs over the part target (CI once saw 720p30 parts of 0.198, 0.2 and 0.202 s)."""
+    settings = PackagerSettings(part_target=0.2)
+    leader = Collector()
+    feed(Packager(leader, settings), source)
+    cuts = [info.cut for info, _ in leader.parts if info.cut is not None]
+    keys = [cut.start // 90 for cut in cuts if cut.index == 0]
+    packets, _ = follower_packets(source, "libx264", 30, keys)
+    late = [
+        MediaPacket(p.kind, p.codec, p.timestamp + number % 3, p.data, p.keyframe,
+                    p.sequence_header, p.composition_offset, p.received_at)
+        if p.kind is TrackKind.VIDEO and not p.sequence_header else p
+        for number, p in enumerate(packets)
+    ]
+    collected = Collector()
+    follower = Packager(collected, settings, follow=True)
+    pending = list(cuts)
+    follower.follow(pending.pop(0))
+    for packet in late:
+        # A cut comes only after the frame that starts its part (up to 2 ms late) is in.
+        while pending and pending[0].start // 90 + 2 < packet.timestamp:
+            follower.follow(pending.pop(0))
+        follower.push(packet)
+    for cut in pending:
+        follower.follow(cut)
+    follower.end()
+
+    assert [(p.msn, p.index) for p, _ in collected.parts] == [
+        (p.msn, p.index) for p, _ in leader.parts]
+    for (mine, _), (theirs, _) in zip(collected.parts, leader.parts, strict=True):
+        assert mine.duration <= settings.part_target, (mine, theirs)
+        assert abs(mine.duration - theirs.duration) < 0.0025, (mine, theirs)
+    whole = collected.inits[0][1] + b"".join(data for _, data in collected.segments)
+    video, _ = decode(whole)
+    assert len(video) == len([p for p in late if p.kind is TrackKind.VIDEO
+                              and not p.sequence_header])
