@@ -118,8 +118,9 @@
     });
     // Media arriving, not a playlist, ends an outage: an edge may still hand out the
     // multivariant playlist while the origin behind it fails every media request.
-    hls.on(window.Hls.Events.FRAG_BUFFERED, function () {
+    hls.on(window.Hls.Events.FRAG_BUFFERED, function (_event, data) {
       if (hls === player.hls) player.retries = 0;
+      markBufferedParts(hls, data.frag);
     });
     hls.on(window.Hls.Events.LEVEL_SWITCHED, function () {
       if (hls === player.hls) telemetry.switches += 1;
@@ -414,6 +415,41 @@
     }
     return true;
   }
+  // hls.js 1.7 loads parts that are already out in one go (after a switch of rendition
+  // it goes back to the segment's first part), and from such a run marks only the last
+  // part as loaded. At the segment's end it looks for the others, which are buffered and
+  // which it will not load again: the picture of a segment ends a B-frame delay after its
+  // sound (both are cut at the same decode time), so the buffer ends ~50 ms short of the
+  // segment and hls.js does not move on. Playback stopped there for ~3 s, until the
+  // segment's parts left the playlist. So, as each part is buffered, the page marks the
+  // parts of its segment that the video element holds as loaded (the end of a
+  // segment's last part may lie up to PART_END_SLACK_S beyond the buffer).
+  const PART_END_SLACK_S = 0.12;
+  player.partsMarked = 0;
+  function markBufferedParts(hls, frag) {
+    const media = hls.media;
+    if (!media || !frag || frag.type !== "main") return;
+    const level = hls.levels[frag.level];
+    const parts = level && level.details && level.details.partList;
+    if (!parts) return;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      if (part.fragment.sn !== frag.sn || part.loaded || part.gap) continue;
+      const end = part.end - Math.min(PART_END_SLACK_S, part.duration / 2);
+      if (!holds(media.buffered, part.start, end)) continue;
+      part.elementaryStreams.audiovideo = {
+        startPTS: part.start, endPTS: part.end, startDTS: part.start, endDTS: part.end,
+      };
+      player.partsMarked += 1;
+    }
+  }
+  function holds(ranges, start, end) {
+    for (let i = 0; i < ranges.length; i++) {
+      if (ranges.start(i) <= start + 0.01 && ranges.end(i) >= end) return true;
+    }
+    return false;
+  }
+
   function switchWhereSegmentsStart(hls, data) {
     if (!chosen || chosen.hls !== hls || data.frag.type !== "main") return;
     if (data.part && data.part.index !== 0) return;

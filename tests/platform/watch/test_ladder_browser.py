@@ -281,7 +281,8 @@ def test_switching_rendition_every_4_s_for_40_s_never_stalls_and_keeps_the_laten
               f"gaps {playback['gaps']}, heights on screen {playback['heights']}, hls.js errors "
               f"{errors}; latency median {switched:.2f} s (p95 "
               f"{statistics.quantiles(switching, n=20)[-1]:.2f} s) against the source's "
-              f"{source:.2f} s; before switching, hls.js errors {at_start}")
+              f"{source:.2f} s; before switching, hls.js errors {at_start}; parts the page "
+              f"marked as loaded {page.evaluate('window.golivePlayer.partsMarked')}")
         assert playback["longest_ms"] <= 500, playback
         media_errors = [e for e in errors if e["type"] == "mediaError"]
         assert not media_errors, media_errors
