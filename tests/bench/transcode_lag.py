@@ -41,7 +41,6 @@ from transcoder.cmaf.packager import (
 from transcoder.follower import SourceFollower
 from transcoder.ladder import Rung
 from transcoder.live_index import LiveIndex, MemoryLiveIndex, PartRef, SegmentRef
-from transcoder.packets import MediaPacket
 from transcoder.renditions import SOURCE
 from transcoder.session import TranscodeSession
 
@@ -165,10 +164,7 @@ async def _measure(
                 break
             if (wait := due - loop.time()) > 0:
                 await asyncio.sleep(wait)
-            packet = MediaPacket(frame.kind, frame.codec, frame.timestamp, frame.data,
-                                 keyframe=frame.keyframe,
-                                 composition_offset=frame.composition_offset,
-                                 received_at=time.time())
+            packet = frame.packet(received_at=time.time())
             packager.push(packet)
             if not cluster:
                 session.media(packet)

@@ -4,7 +4,7 @@ sink as the ingest feeds one."""
 from __future__ import annotations
 
 from ingest.gatekeeper import EndReason
-from ingest.sink import MediaPacket, MediaSink
+from ingest.sink import MediaSink
 from tests.ingest.clients import RawPublisher
 from tests.transcoder.cmaf.media import Clip
 from transcoder.metadata import read_metadata
@@ -27,15 +27,5 @@ def publish(
     for header in clip.headers():
         sink.media(header)
     for frame in clip.frames:
-        sink.media(
-            MediaPacket(
-                frame.kind,
-                frame.codec,
-                frame.timestamp,
-                memoryview(frame.data),
-                keyframe=frame.keyframe,
-                composition_offset=frame.composition_offset,
-                received_at=frame.received_at,
-            )
-        )
+        sink.media(frame.packet(memoryview(frame.data)))
     sink.end(reason)

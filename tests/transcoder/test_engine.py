@@ -61,15 +61,7 @@ def encode_source(
 def packets(clip: Clip) -> Iterator[MediaPacket]:
     yield from clip.headers(clip.frames[0].timestamp)
     for f in clip.frames:
-        yield MediaPacket(
-            f.kind,
-            f.codec,
-            f.timestamp,
-            memoryview(f.data),
-            keyframe=f.keyframe,
-            composition_offset=f.composition_offset,
-            received_at=f.received_at,
-        )
+        yield f.packet(memoryview(f.data))
 
 
 @dataclass

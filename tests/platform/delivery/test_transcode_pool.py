@@ -42,9 +42,7 @@ def clip() -> Clip:
 
 
 def packets(clip: Clip, since: int = 0, until: int = 10**9) -> list[MediaPacket]:
-    chosen = [MediaPacket(f.kind, f.codec, f.timestamp, f.data, f.keyframe,
-                          composition_offset=f.composition_offset, received_at=f.received_at)
-              for f in clip.frames if since <= f.timestamp < until]
+    chosen = [f.packet() for f in clip.frames if since <= f.timestamp < until]
     return ([*clip.headers(), *chosen]) if since == 0 else chosen
 
 
