@@ -238,18 +238,27 @@ def push_all(packager: Packager, packets: list[MediaPacket]) -> None:
         packager.push(packet)
 
 
-def test_a_follower_that_shed_frames_still_ends_each_part_where_the_leader_did(
+def fifth_of_a_second_parts(
     source: Clip,
-) -> None:
-    """A rung that falls behind sheds frames. When the frame it sheds is the first of a
-    leader's part, its next frame starts that part on time (moved back to the cut), so
-    no part runs a frame over the part target: the 0.2 s parts stay 0.2 s."""
+) -> tuple[PackagerSettings, Collector, list[Cut], list[MediaPacket]]:
+    """The source packaged in 0.2 s parts (the leader), its cuts, and the input of a
+    30 fps follower keyed where the leader's segments start."""
     settings = PackagerSettings(part_target=0.2)
     leader = Collector()
     feed(Packager(leader, settings), source)
     cuts = [info.cut for info, _ in leader.parts if info.cut is not None]
     keys = [cut.start // 90 for cut in cuts if cut.index == 0]
     packets, _ = follower_packets(source, "libx264", 30, keys)
+    return settings, leader, cuts, packets
+
+
+def test_a_follower_that_shed_frames_still_ends_each_part_where_the_leader_did(
+    source: Clip,
+) -> None:
+    """A rung that falls behind sheds frames. When the frame it sheds is the first of a
+    leader's part, its next frame starts that part on time (moved back to the cut), so
+    no part runs a frame over the part target: the 0.2 s parts stay 0.2 s."""
+    settings, leader, cuts, packets = fifth_of_a_second_parts(source)
     # Shed the first frame of every other part that does not start a segment.
     starts = {cut.start // 90 for cut in cuts[1::2] if cut.index > 0}
     shed = [p for p in packets if p.kind is TrackKind.VIDEO and not p.sequence_header
@@ -294,12 +303,7 @@ def test_a_follower_ahead_of_the_leaders_cuts_still_ends_each_part_where_the_lea
     cut only once the part's audio is in. The frame that starts the leader's next part
     then arrives before that part's cut: it still starts the part on time, so no part
     runs over the part target (CI once saw 720p30 parts of 0.198, 0.2 and 0.202 s)."""
-    settings = PackagerSettings(part_target=0.2)
-    leader = Collector()
-    feed(Packager(leader, settings), source)
-    cuts = [info.cut for info, _ in leader.parts if info.cut is not None]
-    keys = [cut.start // 90 for cut in cuts if cut.index == 0]
-    packets, _ = follower_packets(source, "libx264", 30, keys)
+    settings, leader, cuts, packets = fifth_of_a_second_parts(source)
     late = [
         MediaPacket(p.kind, p.codec, p.timestamp + number % 3, p.data, p.keyframe,
                     p.sequence_header, p.composition_offset, p.received_at)
