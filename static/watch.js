@@ -126,6 +126,7 @@
       if (hls === player.hls) telemetry.switches += 1;
     });
     hls.on(window.Hls.Events.FRAG_LOADED, function (_event, data) {
+      notePartLoaded(hls, data);
       switchWhereSegmentsStart(hls, data);
     });
     hls.on(window.Hls.Events.ERROR, function (_event, data) {
@@ -421,20 +422,38 @@
   // which it will not load again: the picture of a segment ends a B-frame delay after its
   // sound (both are cut at the same decode time), so the buffer ends ~50 ms short of the
   // segment and hls.js does not move on. Playback stopped there for ~3 s, until the
-  // segment's parts left the playlist. So, as each part is buffered, the page marks the
-  // parts of its segment that the video element holds as loaded (the end of a
-  // segment's last part may lie up to PART_END_SLACK_S beyond the buffer).
+  // segment's parts left the playlist. So the page notes the parts hls.js loaded, per
+  // rendition, and as each part is buffered marks those of its segment that the video
+  // element holds as loaded (the end of a segment's last part may lie up to
+  // PART_END_SLACK_S beyond the buffer). Only parts loaded from that rendition: a span
+  // the buffer holds from another rendition must still be loaded from this one.
   const PART_END_SLACK_S = 0.12;
+  const loadedParts = new WeakMap(); // player -> "level:sn" -> part indexes loaded
   player.partsMarked = 0;
+  function notePartLoaded(hls, data) {
+    if (!data.part || data.frag.type !== "main") return;
+    let loaded = loadedParts.get(hls);
+    if (!loaded) loadedParts.set(hls, (loaded = new Map()));
+    const key = data.frag.level + ":" + data.frag.sn;
+    let indexes = loaded.get(key);
+    if (!indexes) {
+      if (loaded.size > 16) loaded.clear(); // a few segments' worth is enough
+      loaded.set(key, (indexes = new Set()));
+    }
+    indexes.add(data.part.index);
+  }
   function markBufferedParts(hls, frag) {
     const media = hls.media;
     if (!media || !frag || frag.type !== "main") return;
+    const loaded = loadedParts.get(hls);
+    const indexes = loaded && loaded.get(frag.level + ":" + frag.sn);
     const level = hls.levels[frag.level];
     const parts = level && level.details && level.details.partList;
-    if (!parts) return;
+    if (!indexes || !parts) return;
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i];
       if (part.fragment.sn !== frag.sn || part.loaded || part.gap) continue;
+      if (!indexes.has(part.index)) continue;
       const end = part.end - Math.min(PART_END_SLACK_S, part.duration / 2);
       if (!holds(media.buffered, part.start, end)) continue;
       part.elementaryStreams.audiovideo = {
