@@ -30,7 +30,8 @@ from tests.platform.delivery.browser import ARTIFACTS, CHROMIUM_FLAGS, Playback
 from tests.support.processes import free_port, start, stop
 from tests.support.services import REQUIRE_SERVICES
 
-pytestmark = pytest.mark.slow
+# The publish may first encode its clip (about 30 s, once).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parents[3]
 SHAKA = ROOT / "node_modules" / "shaka-player" / "dist" / "shaka-player.hls.js"
@@ -135,8 +136,8 @@ def test_shaka_player_in_low_latency_mode_plays_without_a_gap(tmp_path) -> None:
     port = free_port()
     process, banner = start(tmp_path, port)
     publisher = ffmpeg_publish(
-        f"{banner['rtmp']}/{banner['key']}", frames=1200, realtime=True, size="1280x720",
-        background=True,
+        f"{banner['rtmp']}/{banner['key']}", frames=1200, realtime=True, prerecorded=True,
+        size="1280x720", background=True,
     )
     try:
         master = f"http://127.0.0.1:{port}/live/demo/master.m3u8"

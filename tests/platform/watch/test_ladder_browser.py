@@ -6,7 +6,8 @@ publishers and Chromium are more than this project's 2-core test machine holds a
   out source-only; when the first ends, the second gains its ladder within 5 s, and its
   watch page, playing all along, offers the new qualities without a break over a second;
 - a viewer switching rendition every 4 s for 40 s: no stall over 0.5 s, no media error,
-  and the latency readout within 0.3 s of the source's.
+  and the latency readout no more than 0.3 s over the source's (a stall while the source's
+  figure is taken raises it; switching may then come out closer to live, never further).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from tests.platform.delivery.browser import CHROMIUM_FLAGS
 from tests.support.playlists import renditions
 from tests.support.processes import ROOT, embedded_env, free_port, start, stop
 
-pytestmark = pytest.mark.slow
+# The first test to publish may first encode the clip both publish (about 30 s, once).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 SIZE = "1280x720"
 RUNG_HEIGHTS = [720, 480, 360, 160]  # the source, then the rungs
@@ -165,12 +167,12 @@ def test_over_the_transcode_quota_a_broadcast_gains_its_ladder_within_5_s_of_a_s
     try:
         manage(tmp_path, "quota", "set", "--transcodes", "1", "--reason", "one ladder")
         bob = json.loads(manage(tmp_path, "createstreamer", "bob", "--json"))
-        first = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30 * 300, size=SIZE,
-                               realtime=True, background=True, timeout=400)
+        first = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30 * 150, size=SIZE,
+                               realtime=True, prerecorded=True, background=True)
         publishers.append(first)  # type: ignore[arg-type]
         wait_for(lambda: len(listed(base, "demo")) == 4, 30, "demo's ladder")
-        second = ffmpeg_publish(f"{banner['rtmp']}/{bob['stream_key']}", frames=30 * 300,
-                                size=SIZE, realtime=True, background=True, timeout=400)
+        second = ffmpeg_publish(f"{banner['rtmp']}/{bob['stream_key']}", frames=30 * 150,
+                                size=SIZE, realtime=True, prerecorded=True, background=True)
         publishers.append(second)  # type: ignore[arg-type]
         wait_for(lambda: listed(base, "bob"), 30, "bob live")
 
@@ -237,8 +239,8 @@ def test_switching_rendition_every_4_s_for_40_s_never_stalls_and_keeps_the_laten
     port = free_port()
     process, banner = start(tmp_path, port)
     base = f"http://127.0.0.1:{port}"
-    publisher = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30 * 300, size=SIZE,
-                               realtime=True, background=True, timeout=400)
+    publisher = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30 * 150, size=SIZE,
+                               realtime=True, prerecorded=True, background=True)
     try:
         wait_for(lambda: len(listed(base, "demo")) == 4, 30, "the ladder")
         page = open_watch_page(chromium, f"{base}/c/demo")
@@ -286,7 +288,8 @@ def test_switching_rendition_every_4_s_for_40_s_never_stalls_and_keeps_the_laten
         assert playback["longest_ms"] <= 500, playback
         media_errors = [e for e in errors if e["type"] == "mediaError"]
         assert not media_errors, media_errors
-        assert abs(switched - source) <= 0.3
+        assert switched <= source + 0.3, "switching put the viewer further behind live"
+        assert switched <= 2.0, "more than two seconds behind live"
         # Every rendition was on screen.
         assert {int(h) for h in playback["heights"]} >= set(RUNG_HEIGHTS), playback["heights"]
         page.close()
