@@ -515,46 +515,6 @@
   }
   setInterval(keepUp, 250);
 
-  // Auto quality far from the origin. hls.js fetches a part only once the one before it
-  // is in (it does not use EXT-X-PRELOAD-HINT), and live it picks a rendition by bandwidth
-  // alone, so each part costs a round trip plus its transfer; on a slow link far away the
-  // two outgrow the part. Measured here at 1.5 Mb/s with 100 ms round trips: hls.js took
-  // 360p (752 kb/s), fell behind and stalled for up to 3.8 s, again and again. So the page
-  // caps Auto at the highest rendition whose part transfers within PART_SHARE of what a
-  // part's duration leaves after the round trip (by hls.js's own estimates of both),
-  // lowering the cap at once and raising it once that held for CAP_RAISE_MS. No cap while
-  // a round trip alone takes a part's duration (no rendition would help), and none on a
-  // choice made in the menu (autoLevelCapping is Auto's only).
-  const PART_SHARE = 0.75;
-  const CAP_RAISE_MS = 5000;
-  let capRaisableSince = 0;
-  function capForRoundTrips() {
-    const hls = player.hls;
-    const details = hls && hls.latestLevelDetails;
-    const estimator = hls && hls.abrController && hls.abrController.bwEstimator;
-    if (!details || !details.live || !details.partTarget || !estimator ||
-        !estimator.canEstimate()) return; // not low-latency live, or nothing measured yet
-    const part = details.partTarget;
-    const left = part - hls.ttfbEstimate / 1000;
-    const affordable = left > 0 ? PART_SHARE * left * hls.bandwidthEstimate / part : Infinity;
-    let cap = 0; // hls.js orders levels by height, then frame rate: a ladder's by bitrate
-    hls.levels.forEach(function (level, index) {
-      if ((level.maxBitrate || level.bitrate) <= affordable) cap = index;
-    });
-    if (cap === hls.levels.length - 1) cap = -1; // all of them
-    const current = hls.autoLevelCapping;
-    if (current === -1 || (cap !== -1 && cap <= current)) {
-      capRaisableSince = 0;
-      hls.autoLevelCapping = cap;
-    } else if (!capRaisableSince) {
-      capRaisableSince = performance.now();
-    } else if (performance.now() - capRaisableSince >= CAP_RAISE_MS) {
-      capRaisableSince = 0;
-      hls.autoLevelCapping = cap;
-    }
-  }
-  setInterval(capForRoundTrips, 500);
-
   // True latency: now minus the program-date-time of the frame on screen (the wall clock
   // at which the ingest received it).
   function latency() {

@@ -7,9 +7,7 @@ publishers and Chromium are more than this project's 2-core test machine holds a
   watch page, playing all along, offers the new qualities without a break over a second;
 - a viewer switching rendition every 4 s for 40 s: no stall over 0.5 s, no media error,
   and the latency readout no more than 0.3 s over the source's (a stall while the source's
-  figure is taken raises it; switching may then come out closer to live, never further);
-- Auto on a slow link far from the origin (3 Mb/s, 100 ms round trips): no stall over 0.5 s,
-  within 2 s of live, on a rendition over 160p.
+  figure is taken raises it; switching may then come out closer to live, never further).
 """
 
 from __future__ import annotations
@@ -134,22 +132,15 @@ def chromium() -> Iterator[Any]:
 
 # A viewer some way from the origin: every request's answer starts this much later.
 LATENCY_MS = 100
-# A slow link (a phone on a weak signal, far from the origin), the time Auto gets to find
-# its rendition on it, then how long it is watched.
-SLOW_LINK_KBPS = 3000
-SETTLING_S = 15
-WATCHED_S = 30
 
 
-def open_watch_page(chromium: Any, url: str, kbps: int | None = None) -> Any:
-    """The watch page, playing, LATENCY_MS from the origin over a link of ``kbps`` (kilobits
-    a second; None: as fast as the machine goes)."""
+def open_watch_page(chromium: Any, url: str) -> Any:
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
     network = page.context.new_cdp_session(page)
     network.send("Network.enable")
     network.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": LATENCY_MS,
-        "downloadThroughput": kbps * 1000 / 8 if kbps else -1, "uploadThroughput": -1,
+        "offline": False, "latency": LATENCY_MS, "downloadThroughput": -1,
+        "uploadThroughput": -1,
     })
     page.goto(url)
     page.wait_for_function("window.golivePlayer && window.golivePlayer.video.currentTime > 1",
@@ -301,51 +292,6 @@ def test_switching_rendition_every_4_s_for_40_s_never_stalls_and_keeps_the_laten
         assert switched <= 2.0, "more than two seconds behind live"
         # Every rendition was on screen.
         assert {int(h) for h in playback["heights"]} >= set(RUNG_HEIGHTS), playback["heights"]
-        page.close()
-    finally:
-        publisher.kill()
-        publisher.wait()
-        stop(process)
-
-
-def test_auto_quality_on_a_slow_link_far_from_the_origin_plays_without_stalling(
-    tmp_path, chromium,
-) -> None:
-    """3 Mb/s with 100 ms round trips. Uncapped, hls.js took 480p (1.55 Mb/s): a part's
-    round trip and transfer came to about its duration, so it fell behind part by part and
-    stalled for 0.7-3.2 s again and again, 4-7 s behind live. 360p leaves a quarter of a
-    part to spare, and plays."""
-    port = free_port()
-    process, banner = start(tmp_path, port)
-    base = f"http://127.0.0.1:{port}"
-    publisher = ffmpeg_publish(f"{banner['rtmp']}/{banner['key']}", frames=30 * 150, size=SIZE,
-                               realtime=True, prerecorded=True, background=True)
-    try:
-        wait_for(lambda: len(listed(base, "demo")) == 4, 30, "the ladder")
-        page = open_watch_page(chromium, f"{base}/c/demo", kbps=SLOW_LINK_KBPS)
-        page.wait_for_timeout(SETTLING_S * 1000)  # the start: a level or two to find
-        page.evaluate(RESET_PLAYBACK)
-        latencies = []
-        for _ in range(WATCHED_S * 2):
-            value = page.evaluate("window.golivePlayer.latency()")
-            if value is not None:
-                latencies.append(value)
-            page.wait_for_timeout(500)
-        playback = page.evaluate(PLAYBACK)
-        hls = page.evaluate("""() => { const h = window.golivePlayer.hls;
-            return { cap: h.autoLevelCapping, auto: h.autoLevelEnabled,
-                     bandwidth: Math.round(h.bandwidthEstimate), ttfb: Math.round(h.ttfbEstimate),
-                     heights: h.levels.map(l => l.height) }; }""")
-        behind = statistics.median(latencies)
-        print(f"\nAuto at {SLOW_LINK_KBPS} kb/s, {LATENCY_MS} ms away, {WATCHED_S} s after "
-              f"{SETTLING_S} s: longest break {playback['longest_ms']:.0f} ms, gaps "
-              f"{playback['gaps']}, heights on screen {playback['heights']}, latency median "
-              f"{behind:.2f} s (max {max(latencies):.2f} s); hls.js {hls}")
-        assert hls["auto"]
-        assert playback["longest_ms"] <= 500, playback
-        assert behind <= 2.0, "more than two seconds behind live"
-        # Not the lowest for want of trying: a rendition over 160p fits this link.
-        assert max(int(h) for h in playback["heights"]) > 160, playback["heights"]
         page.close()
     finally:
         publisher.kill()
