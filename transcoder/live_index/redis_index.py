@@ -498,7 +498,11 @@ class RedisLiveIndex:
                                  (self._describe, _DESCRIBE))
         }
         self._watches: dict[bytes, _Watch] = {}
-        self._part_flights: dict[tuple[str, str, int, int], asyncio.Task[bytes | None]] = {}
+        # A part's read in flight, with the rendition's version this process knew when it
+        # began (see get_part).
+        self._part_flights: dict[
+            tuple[str, str, int, int], tuple[int, asyncio.Task[bytes | None]]
+        ] = {}
         self._control = f"{prefix}:ctl:{uuid.uuid4().hex}".encode()
         self._pubsub: _PubSub | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -799,24 +803,30 @@ class RedisLiveIndex:
 
     async def get_part(self, stream: str, rendition: str, msn: int, index: int) -> bytes | None:
         check_names(stream, rendition)
-        # Many viewers ask for the same new part the moment it exists: one HGET for all.
+        # Many viewers ask for the same new part the moment it exists: one HGET for all
+        # who ask before this process learns of a newer write. A read begun before the
+        # part was written answers None; a caller who has learned of it since (the origin
+        # reads again once wait_for_part says it is there) gets a read of its own.
         flight_key = (stream, rendition, msn, index)
-        task = self._part_flights.get(flight_key)
-        if task is None:
+        watch = self._watches.get(self._channel(stream, rendition))
+        known = watch.position.version if watch is not None and watch.position is not None else -1
+        flight = self._part_flights.get(flight_key)
+        if flight is None or flight[0] < known:
             data_key = self._keys(stream, rendition)[4]
             read = cast(Awaitable[bytes | None],
                         self._client.hget(data_key, f"p:{msn}:{index}"))
             task = asyncio.ensure_future(read)
-            self._part_flights[flight_key] = task
+            flight = self._part_flights[flight_key] = (known, task)
 
             def landed(done: asyncio.Task[bytes | None]) -> None:
-                if self._part_flights.get(flight_key) is done:
+                current = self._part_flights.get(flight_key)
+                if current is not None and current[1] is done:
                     del self._part_flights[flight_key]
                 if not done.cancelled():
                     done.exception()  # retrieved here; every awaiting caller sees it too
 
             task.add_done_callback(landed)
-        return await asyncio.shield(task)
+        return await asyncio.shield(flight[1])
 
     async def get_segment(self, stream: str, rendition: str, msn: int) -> bytes | None:
         check_names(stream, rendition)
