@@ -154,6 +154,20 @@ async def publish_segment(
     return segment
 
 
+async def writer_and_peer(
+    redis_backend: Backend, *, segments: int = 0
+) -> tuple[LiveIndex, RedisLiveIndex]:
+    """A writer and a reader in another process's place (its own connections), with
+    rendition s1/source's init and its first ``segments`` segments published."""
+    writer = redis_backend.index()
+    reader = redis_backend.peer()
+    assert isinstance(reader, RedisLiveIndex)
+    await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
+    for msn in range(segments):
+        await publish_segment(writer, msn)
+    return writer, reader
+
+
 async def window_of(index: LiveIndex, rendition: str = "source") -> RenditionWindow:
     window = await index.snapshot("s1", rendition)
     assert window is not None
@@ -777,10 +791,7 @@ def test_a_waiter_survives_the_loss_of_the_subscriber_connection(
     redis_backend: Backend,
 ) -> None:
     async def scenario() -> None:
-        writer = redis_backend.index()
-        reader = redis_backend.peer()
-        assert isinstance(reader, RedisLiveIndex)
-        await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
+        writer, reader = await writer_and_peer(redis_backend)
         waiter = asyncio.create_task(reader.wait_for_part("s1", "source", 0, 0, 10.0))
         await subscribed(reader)
         assert reader._pubsub is not None
@@ -841,11 +852,7 @@ def test_a_wait_that_starts_as_a_shared_read_lands_does_not_freeze_the_event_loo
     not become a loop that never yields (it froze the whole origin until the deadline)."""
 
     async def scenario() -> None:
-        writer = redis_backend.index()
-        reader = redis_backend.peer()
-        assert isinstance(reader, RedisLiveIndex)
-        await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
-        await publish_segment(writer, 0)
+        writer, reader = await writer_and_peer(redis_backend, segments=1)
         # Read before the subscription is confirmed: nothing learned, so not fresh.
         assert await reader.snapshot("s1", "source") is not None
         watch = next(iter(reader._watches.values()))
@@ -898,11 +905,7 @@ def test_a_part_read_after_its_wait_is_never_answered_by_a_read_begun_before_it_
     for a moment, and 1,275 requests of 1,000 viewers failed in CI)."""
 
     async def scenario() -> None:
-        writer = redis_backend.index()
-        reader = redis_backend.peer()
-        assert isinstance(reader, RedisLiveIndex)
-        await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
-        await publish_segment(writer, 0)
+        writer, reader = await writer_and_peer(redis_backend, segments=1)
         assert await reader.snapshot("s1", "source") is not None  # the origin's watch
         assert await reader.wait_for_part("s1", "source", 0, 3, timeout=2.0)
 
@@ -931,11 +934,7 @@ def test_a_part_read_after_its_wait_is_never_answered_by_a_read_begun_before_it_
 
 def test_a_crowd_asking_for_one_part_at_once_costs_one_read(redis_backend: Backend) -> None:
     async def scenario() -> None:
-        writer = redis_backend.index()
-        reader = redis_backend.peer()
-        assert isinstance(reader, RedisLiveIndex)
-        await writer.set_init("s1", "source", INIT, 0.5, target_duration=2)
-        await publish_segment(writer, 0)
+        _writer, reader = await writer_and_peer(redis_backend, segments=1)
         assert await reader.wait_for_part("s1", "source", 0, 3, timeout=2.0)
         reads = 0
         hget = reader._client.hget
