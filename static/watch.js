@@ -97,18 +97,23 @@
   }
 
   // An hls.js player of ``src`` on ``element``: the page's (player.hls) or a standby one.
-  function start(src, mode, element) {
+  function start(src, mode, element, estimate) {
     // lowLatencyMode follows EXT-X-PART and blocking reloads; hls.js aims at PART-HOLD-BACK.
     // Catching up after a late start or a stall is keepUp()'s (below), so hls.js's own is
     // off (maxLiveSyncPlaybackRate 1). A stall moves hls.js's target back by
     // liveSyncOnStallIncrease (at most a target duration): by a part's worth, not its
     // default second, which would double a sub-second latency after one hiccup.
-    const hls = new window.Hls({
+    const config = {
       lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1,
       liveSyncOnStallIncrease: STALL_STEP_S,
       manifestLoadPolicy: policy(10000), playlistLoadPolicy: policy(10000),
       fragLoadPolicy: policy(10000),
-    });
+    };
+    // A standby player starts from the bandwidth the player on screen measured: from
+    // hls.js's default guess (500 kb/s) it started on the lowest rendition and, once swapped
+    // in, switched up mid-segment, which broke the picture for 1-1.4 s.
+    if (estimate > 0) config.abrEwmaDefaultEstimate = estimate;
+    const hls = new window.Hls(config);
     element.addEventListener("waiting", function () {
       if (hls === player.hls) steadySince = performance.now();
     });
@@ -207,7 +212,7 @@
     element.playsInline = true;
     element.setAttribute("aria-hidden", "true");
     video.parentNode.insertBefore(element, video.nextSibling);
-    const hls = start(src, "live", element);
+    const hls = start(src, "live", element, player.hls && player.hls.bandwidthEstimate);
     const began = performance.now();
     let playedFrom = null;
     const ready = function () {

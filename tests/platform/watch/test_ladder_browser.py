@@ -211,7 +211,8 @@ def test_over_the_transcode_quota_a_broadcast_gains_its_ladder_within_5_s_of_a_s
               f"its rungs' first parts at {parts_after:.2f} s; the quality menu offered it at "
               f"{offered_after:.2f} s (found {offered:.1f} s into the wait); swaps {swaps}; "
               f"longest break on screen {playback['longest_ms']:.0f} ms "
-              f"({playback['frames']} frames), gaps {playback['gaps']}; hls.js errors {errors}")
+              f"({playback['frames']} frames, heights {playback['heights']}), gaps "
+              f"{playback['gaps']}; hls.js errors {errors}")
         assert listed_after < 5, "the ladder came too late"
         assert parts_after < 5, "the rungs' parts came too late"
         assert len(swaps) == 1
