@@ -435,11 +435,12 @@
   const PART_END_SLACK_S = 0.12;
   const loadedParts = new WeakMap(); // player -> "level:sn" -> part indexes loaded
   player.partsMarked = 0;
+  function segmentKey(frag) { return frag.level + ":" + frag.sn; }
   function notePartLoaded(hls, data) {
     if (!data.part || data.frag.type !== "main") return;
     let loaded = loadedParts.get(hls);
     if (!loaded) loadedParts.set(hls, (loaded = new Map()));
-    const key = data.frag.level + ":" + data.frag.sn;
+    const key = segmentKey(data.frag);
     let indexes = loaded.get(key);
     if (!indexes) {
       if (loaded.size > 16) loaded.clear(); // a few segments' worth is enough
@@ -451,7 +452,7 @@
     const media = hls.media;
     if (!media || !frag || frag.type !== "main") return;
     const loaded = loadedParts.get(hls);
-    const indexes = loaded && loaded.get(frag.level + ":" + frag.sn);
+    const indexes = loaded && loaded.get(segmentKey(frag));
     const level = hls.levels[frag.level];
     const parts = level && level.details && level.details.partList;
     if (!indexes || !parts) return;
